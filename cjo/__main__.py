@@ -1,0 +1,5 @@
+import sys
+
+from cjo.cli import main
+
+sys.exit(main())

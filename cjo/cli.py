@@ -1,0 +1,93 @@
+"""`cjo`: one command for everything a user runs.
+
+    cjo broker install|start|stop|status   the local Kafka broker (deploy/broker.py)
+    cjo topics create|delete               this app's topics
+    cjo worker [FAUST WORKER OPTIONS]      a Faust worker of the topology
+    cjo demo                               the end-to-end demo on the local broker
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cjo.settings import Settings
+
+
+def _broker(args, settings: Settings) -> int:
+    from deploy.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker.from_settings(settings)
+    try:
+        if args.action == "install":
+            print(f"Kafka {broker.version} jars in {broker.install()}")
+        elif args.action == "start":
+            took = broker.start()
+            print(broker.status() + (f" (started in {took:.1f}s)" if took else " (already running)"))
+        elif args.action == "stop":
+            print("stopped" if broker.stop() else "was not running")
+        else:
+            print(broker.status())
+    except BrokerError as exc:
+        print(f"cjo broker {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _topics(args, settings: Settings) -> int:
+    from topology import topics
+
+    if args.action == "create":
+        created = topics.ensure_topics(settings)
+        print("created: " + (", ".join(created) or "nothing, all exist"))
+    else:
+        print("deleted: " + (", ".join(topics.delete_topics(settings)) or "nothing"))
+    return 0
+
+
+def _worker(argv: list[str], settings: Settings) -> int:
+    from topology.app import create_app
+    from topology.topics import ensure_topics
+
+    ensure_topics(settings)
+    topology = create_app(settings)
+    if not any(a.startswith("-l") or a.startswith("--loglevel") for a in argv):
+        argv = ["--loglevel", settings.log_level, *argv]
+    # Faust's own command line (click) reads sys.argv: hand it `worker` and the options.
+    sys.argv = ["cjo", "worker", *argv]
+    topology.app.main()
+    return 0
+
+
+def _demo(args, settings: Settings) -> int:
+    from cjo.demo import run_demo
+
+    return run_demo(settings, events=args.events, users=args.users)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"cjo: {exc}", file=sys.stderr)
+        return 2
+    if argv[:1] == ["worker"]:
+        return _worker(argv[1:], settings)
+
+    parser = argparse.ArgumentParser(prog="cjo", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("broker", help="the local Kafka broker")
+    b.add_argument("action", choices=["install", "start", "stop", "status"])
+    t = sub.add_parser("topics", help="this app's topics")
+    t.add_argument("action", choices=["create", "delete"])
+    sub.add_parser("worker", help="run a Faust worker (options go to Faust's worker command)")
+    d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")
+    d.add_argument("--events", type=int, default=5000)
+    d.add_argument("--users", type=int, default=200)
+    args = parser.parse_args(argv)
+    handler = {"broker": _broker, "topics": _topics, "demo": _demo}[args.command]
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

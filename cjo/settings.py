@@ -1,0 +1,96 @@
+"""Settings from environment variables, with defaults that run everything on one machine.
+
+Every part (worker, broker control, demo, tests) reads the same `Settings`, so a test or a
+user changes behaviour only through the documented variables.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+KAFKA_VERSION = "4.3.1"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "cjo"
+
+
+def _default_kafka_home() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cjo" / "kafka"
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected an integer") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r}: expected a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Faust application id: consumer group, changelog topic prefix, and prefix of our topics,
+    # so that two apps (or two tests) on one broker never share a topic.
+    app_id: str = "cjo"
+    broker_url: str = "kafka://127.0.0.1:9092"
+    data_dir: Path = field(default_factory=_default_data_dir)
+    partitions: int = 8
+    web_port: int = 6066
+    log_level: str = "info"
+    kafka_version: str = KAFKA_VERSION
+    kafka_home: Path = field(default_factory=_default_kafka_home)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        defaults = cls()
+        return cls(
+            app_id=env.get("CJO_APP_ID") or defaults.app_id,
+            broker_url=env.get("CJO_BROKER") or defaults.broker_url,
+            data_dir=Path(env.get("CJO_DATA_DIR") or defaults.data_dir),
+            partitions=_int(env, "CJO_PARTITIONS", defaults.partitions),
+            web_port=_int(env, "CJO_WEB_PORT", defaults.web_port),
+            log_level=env.get("CJO_LOG_LEVEL") or defaults.log_level,
+            kafka_version=env.get("CJO_KAFKA_VERSION") or defaults.kafka_version,
+            kafka_home=Path(env.get("CJO_KAFKA_HOME") or defaults.kafka_home),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that reproduce these settings in a child process."""
+        return {
+            "CJO_APP_ID": self.app_id,
+            "CJO_BROKER": self.broker_url,
+            "CJO_DATA_DIR": str(self.data_dir),
+            "CJO_PARTITIONS": str(self.partitions),
+            "CJO_WEB_PORT": str(self.web_port),
+            "CJO_LOG_LEVEL": self.log_level,
+            "CJO_KAFKA_VERSION": self.kafka_version,
+            "CJO_KAFKA_HOME": str(self.kafka_home),
+        }
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker URL in the host:port form that aiokafka and Kafka tools take."""
+        return ",".join(
+            part.split("://", 1)[-1] for part in self.broker_url.split(";") if part
+        )
+
+    @property
+    def worker_dir(self) -> Path:
+        """A worker's RocksDB tables. Faust's paths name neither the app nor the worker, so
+        both go into the directory: two apps or two local workers never share a store."""
+        return self.data_dir / "workers" / self.app_id / str(self.web_port)
+
+    def topic(self, name: str) -> str:
+        return f"{self.app_id}.{name}"

@@ -1,0 +1,117 @@
+"""Every topic of the topology in one table: its name, key, Avro schema and cleanup policy.
+
+Faust declares them from this table, and `ensure_topics` creates them up front with the
+configured partition count (the broker's auto-creation is off, so a producer that runs before
+the first worker cannot create a topic with the wrong number of partitions).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from cjo.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # suffix after "<app_id>."
+    schema: str  # file stem in schemas/
+    key: str  # what the key holds, for the docs
+    compacted: bool = False
+
+
+EVENTS = TopicSpec("events", "event", "producer's id: user id, else visitor id")
+EVENT_COUNTS = TopicSpec("event-counts", "event_counted", "user id")
+
+ALL = (EVENTS, EVENT_COUNTS)
+
+
+def topic_config(spec: TopicSpec) -> dict[str, str]:
+    return {"cleanup.policy": "compact"} if spec.compacted else {}
+
+
+async def _ensure(settings: Settings, specs) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic(s.name),
+                num_partitions=settings.partitions,
+                replication_factor=1,
+                topic_configs=topic_config(s),
+            )
+            for s in specs
+            if settings.topic(s.name) not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+    await _wait_for_leaders(settings, [settings.topic(s.name) for s in specs])
+    return [t.name for t in wanted]
+
+
+async def _wait_for_leaders(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
+    """Creation returns before every partition has a leader; producing then fails and retries."""
+    from aiokafka import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers)
+    await client.bootstrap()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await client.force_metadata_update()
+            cluster = client.cluster
+            missing = [
+                n for n in names
+                if not cluster.partitions_for_topic(n)
+                or any(cluster.leader_for_partition(_tp(n, p)) in (None, -1)
+                       for p in cluster.partitions_for_topic(n))
+            ]
+            if not missing:
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"topics without partition leaders after {timeout}s: {missing}")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+
+
+def _tp(topic: str, partition: int):
+    from aiokafka import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+def ensure_topics(settings: Settings, specs=ALL) -> list[str]:
+    """Create the missing topics; returns the names created."""
+    return asyncio.run(_ensure(settings, specs))
+
+
+async def _delete(settings: Settings) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        prefix = settings.app_id + "."
+        changelog_prefix = settings.app_id + "-"
+        names = [
+            t for t in await admin.list_topics()
+            if t.startswith(prefix) or t.startswith(changelog_prefix)
+        ]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+def delete_topics(settings: Settings) -> list[str]:
+    """Delete this app's topics and Faust's changelog topics (the demo cleans up after itself)."""
+    return asyncio.run(_delete(settings))
