@@ -26,7 +26,11 @@ class SchemaVersion:
 
 
 def _load(path: Path, stem: str) -> SchemaVersion:
-    raw = json.loads(path.read_text())
+    return schema_version(json.loads(path.read_text()), stem)
+
+
+def schema_version(raw: dict, stem: str) -> SchemaVersion:
+    """Parse a schema and compute the fingerprint that goes on the wire."""
     parsed = parse_schema(raw)
     canonical = to_parsing_canonical_form(parsed)
     # fastavro renders the fingerprint as hex of the little-endian bytes that go on the wire.

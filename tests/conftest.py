@@ -1,0 +1,87 @@
+"""Shared fixtures. Integration tests run against one real Kafka broker for the session,
+started with the same deploy/ code a user runs; when it cannot start, they fail with the reason."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cjo.settings import Settings
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 (the controller) are both free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """The session's Kafka broker. Never skipped: a broker that cannot start fails the test."""
+    from deploy.broker import BrokerError, LocalBroker
+
+    base = Settings.from_env()
+    settings = base.with_(
+        broker_url=f"kafka://127.0.0.1:{free_port_pair()}",
+        data_dir=tmp_path_factory.mktemp("kafka"),
+    )
+    local = LocalBroker.from_settings(settings)
+    try:
+        local.start(timeout=120)
+    except BrokerError as exc:
+        pytest.fail(f"the Kafka broker could not start: {exc}", pytrace=False)
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def settings(broker, tmp_path, request) -> Settings:
+    """Settings of a fresh app on the session broker: its own topics, tables and web port."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:40]
+    return Settings.from_env().with_(
+        app_id=f"t-{name}-{uuid.uuid4().hex[:6]}",
+        broker_url=f"kafka://{broker.bootstrap}",
+        data_dir=tmp_path / "data",
+        partitions=8,
+        web_port=free_port(),
+        kafka_version=broker.version,
+    )
+
+
+@pytest.fixture
+def workers(settings, tmp_path):
+    """Start real `cjo worker` processes; all are stopped at the end of the test."""
+    from cjo.processes import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(s: Settings = settings, name: str = "worker") -> WorkerProcess:
+        w = WorkerProcess(s, tmp_path / f"{name}-{len(started)}.log").start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
