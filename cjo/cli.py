@@ -48,14 +48,27 @@ def _worker(argv: list[str], settings: Settings) -> int:
     from topology.app import create_app
     from topology.topics import ensure_topics
 
+    level = _loglevel_option(argv)
+    if level is None:
+        argv = ["--loglevel", settings.log_level, *argv]
+    else:
+        settings = settings.with_(log_level=level)
     ensure_topics(settings)
     topology = create_app(settings)
-    if not any(a.startswith("-l") or a.startswith("--loglevel") for a in argv):
-        argv = ["--loglevel", settings.log_level, *argv]
     # Faust's own command line (click) reads sys.argv: hand it `worker` and the options.
     sys.argv = ["cjo", "worker", *argv]
     topology.app.main()
     return 0
+
+
+def _loglevel_option(argv: list[str]) -> str | None:
+    """The value of Faust's -l/--loglevel option, if given."""
+    for i, arg in enumerate(argv):
+        if arg in ("-l", "--loglevel") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--loglevel="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _demo(args, settings: Settings) -> int:

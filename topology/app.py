@@ -18,15 +18,21 @@ class Topology:
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
 
 
-def logging_config() -> dict:
-    # Faust leaves aiokafka's loggers at DEBUG whatever the worker's level, which costs a worker
-    # about an eighth of its time; keep them at WARNING. "merge" keeps mode's own handlers.
+def logging_config(level: str) -> dict:
+    """Logger levels for the worker (handed to mode's dictConfig, "merge" keeps its handlers).
+
+    Faust's worker sets the root logger to DEBUG when it draws its terminal spinner, and
+    aiokafka's loggers inherit that whatever the worker's level, which costs a worker about an
+    eighth of its time. So the libraries' loggers get explicit levels: aiokafka at WARNING,
+    Faust, mode and our own code at the worker's level.
+    """
+    level = level.upper()
     return {
         "version": 1,
         "merge": True,
         "loggers": {
             "aiokafka": {"level": "WARNING"},
-            "kafka": {"level": "WARNING"},
+            **{name: {"level": level} for name in ("faust", "mode", "topology", "cjo")},
         },
     }
 
@@ -47,7 +53,7 @@ def create_app(settings: Settings) -> Topology:
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
-        logging_config=logging_config(),
+        logging_config=logging_config(settings.log_level),
         autodiscover=False,
     )
     declared = {}
