@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from cjo.settings import Settings
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if argv[:1] == ["worker"]:
         return _worker(argv[1:], settings)
+    # The short-lived commands retry transient broker errors themselves (a fresh topic's
+    # leader not yet ready); aiokafka's warnings about each retry are noise here.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
 
     parser = argparse.ArgumentParser(prog="cjo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
