@@ -3,6 +3,8 @@
     cjo broker install|start|stop|status   the local Kafka broker (deploy/broker.py)
     cjo topics create|delete               this app's topics
     cjo worker [FAUST WORKER OPTIONS]      a Faust worker of the topology
+    cjo validate FILE                      check segment and delivery definitions
+    cjo apply FILE                         validate and publish them to running workers
     cjo demo                               the end-to-end demo on the local broker
 """
 from __future__ import annotations
@@ -72,6 +74,37 @@ def _loglevel_option(argv: list[str]) -> str | None:
     return None
 
 
+def _validate(args, settings: Settings) -> int:
+    from state.definitions import DefinitionError, load_definitions
+
+    try:
+        with open(args.file) as f:
+            defs = load_definitions(f.read())
+    except (OSError, DefinitionError) as exc:
+        print(f"{args.file}: invalid\n{exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: {len(defs.segments)} segments, {len(defs.deliveries)} deliveries: valid")
+    return 0
+
+
+def _apply(args, settings: Settings) -> int:
+    from state.definitions import DefinitionError
+    from topology.definitions import apply_file
+    from topology.topics import ensure_topics
+
+    ensure_topics(settings)
+    try:
+        changed = apply_file(settings, args.file)
+    except (OSError, DefinitionError) as exc:
+        print(f"{args.file}: not applied\n{exc}", file=sys.stderr)
+        return 1
+    for key, version in changed:
+        print(f"applied {key} version {version}")
+    if not changed:
+        print("nothing changed")
+    return 0
+
+
 def _demo(args, settings: Settings) -> int:
     from cjo.demo import run_demo
 
@@ -98,11 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("topics", help="this app's topics")
     t.add_argument("action", choices=["create", "delete"])
     sub.add_parser("worker", help="run a Faust worker (options go to Faust's worker command)")
+    for name, text in (("validate", "check a definitions file"),
+                       ("apply", "validate and publish a definitions file")):
+        sub.add_parser(name, help=text).add_argument("file")
     d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")
     d.add_argument("--events", type=int, default=5000)
     d.add_argument("--users", type=int, default=200)
     args = parser.parse_args(argv)
-    handler = {"broker": _broker, "topics": _topics, "demo": _demo}[args.command]
+    handler = {"broker": _broker, "topics": _topics, "demo": _demo, "validate": _validate,
+               "apply": _apply}[args.command]
     return handler(args, settings)
 
 

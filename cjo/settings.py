@@ -35,6 +35,19 @@ def _int(env: dict, name: str, default: int) -> int:
     return value
 
 
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a number") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r}: expected a positive number")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     # Faust application id: consumer group, changelog topic prefix, and prefix of our topics,
@@ -47,6 +60,8 @@ class Settings:
     log_level: str = "info"
     kafka_version: str = KAFKA_VERSION
     kafka_home: Path = field(default_factory=_default_kafka_home)
+    max_event_bytes: int = 64 * 1024
+    commit_interval: float = 2.8  # seconds between offset commits (Faust's default)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -61,6 +76,8 @@ class Settings:
             log_level=env.get("CJO_LOG_LEVEL") or defaults.log_level,
             kafka_version=env.get("CJO_KAFKA_VERSION") or defaults.kafka_version,
             kafka_home=Path(env.get("CJO_KAFKA_HOME") or defaults.kafka_home),
+            max_event_bytes=_int(env, "CJO_MAX_EVENT_BYTES", defaults.max_event_bytes),
+            commit_interval=_float(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -74,6 +91,8 @@ class Settings:
             "CJO_LOG_LEVEL": self.log_level,
             "CJO_KAFKA_VERSION": self.kafka_version,
             "CJO_KAFKA_HOME": str(self.kafka_home),
+            "CJO_MAX_EVENT_BYTES": str(self.max_event_bytes),
+            "CJO_COMMIT_INTERVAL": str(self.commit_interval),
         }
 
     def with_(self, **changes) -> "Settings":

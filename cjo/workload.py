@@ -1,6 +1,11 @@
-"""A seeded generator of realistic events: visitors browse, add to cart, buy, set attributes.
+"""A seeded generator of realistic traffic: visitors browse anonymously, some log in
+(`identify`) and go on browsing as members, members also act from the back end (purchases,
+attributes), requests carry `__metadata` with the page path.
 
-Deterministic for a seed, so a test or benchmark can replay exactly the same log.
+Traffic comes in rounds. Within a round each member is driven through one key only (its own
+user id, or one of its visitors' ids), so every profile's inputs have one order, the order of
+that key, except across a merge, whose order the engine itself guarantees. Deterministic for a
+seed, so a test or benchmark can replay exactly the same log.
 """
 from __future__ import annotations
 
@@ -9,48 +14,93 @@ from dataclasses import dataclass
 
 PATHS = ["/", "/search", "/items/1", "/items/2", "/items/3", "/cart", "/campaign/spring"]
 PREFS = list(range(1, 48))  # Japanese prefecture codes, as KARTE's example uses pref_cd
-
-# (event name, weight)
-MIX = [("view", 60), ("click", 15), ("add_to_cart", 10), ("purchase", 5), ("attribute", 10)]
+BROWSE = [("view", 55), ("click", 15), ("add_to_cart", 10), ("purchase", 5), ("attribute", 5),
+          ("__metadata", 10)]
+BACKEND = [("purchase", 40), ("attribute", 60)]
 
 
 @dataclass(frozen=True)
 class Workload:
     seed: int = 1
-    users: int = 50
+    members: int = 50
+    visitors_per_member: int = 2
+    anonymous: int = 50  # visitors who never log in
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    step_ms: int = 60_000  # event time advances a minute per event: windows get exercised
 
-    def user_id(self, i: int) -> str:
-        return f"u{i:06d}"
+    def rounds(self, count: int, events_per_round: int) -> list[list[tuple[bytes, dict]]]:
+        rng = random.Random(self.seed)
+        members = [f"u{i:05d}" for i in range(self.members)]
+        visitors = {m: [f"v{i:05d}-{j}" for j in range(self.visitors_per_member)]
+                    for i, m in enumerate(members)}
+        anonymous = [f"a{i:05d}" for i in range(self.anonymous)]
+        identified: set[str] = set()
+        state = {"n": 0}
+        out = []
+        for _ in range(count):
+            channels = []
+            for m in members:
+                if rng.random() < 0.4:
+                    channels.append(("user", m, None))
+                else:
+                    channels.append(("visitor", rng.choice(visitors[m]), m))
+            channels += [("visitor", a, None) for a in rng.sample(anonymous, len(anonymous) // 2)]
+            queues = [self._channel(rng, kind, key, member, identified, state,
+                                    max(1, events_per_round // len(channels)))
+                      for kind, key, member in channels]
+            round_log = []
+            while any(queues):
+                q = rng.choice([q for q in queues if q])
+                round_log.append(q.pop(0))
+            out.append(round_log)
+        n = 0
+        for round_log in out:  # times follow the final order, one step apart
+            for _, event in round_log:
+                event["time"] = self.start_ms + n * self.step_ms
+                n += 1
+        return out
 
     def events(self, count: int) -> list[tuple[bytes, dict]]:
-        """`count` events as (key, record) in production order."""
-        rng = random.Random(self.seed)
-        names = [n for n, _ in MIX]
-        weights = [w for _, w in MIX]
-        out = []
-        for i in range(count):
-            user = self.user_id(rng.randrange(self.users))
-            name = rng.choices(names, weights)[0]
-            out.append(
-                (
-                    user.encode(),
-                    {
-                        "event_id": f"e{self.seed}-{i}",
-                        "name": name,
-                        "visitor_id": None,
-                        "user_id": user,
-                        "time": self.start_ms + i * 250,
-                        "request_id": f"r{self.seed}-{i // 3}",
-                        "values": _values(rng, name),
-                    },
-                )
-            )
-        return out
+        """About `count` events in 5 rounds, flattened."""
+        return [e for r in self.rounds(5, max(1, count // 5)) for e in r]
+
+    def _channel(self, rng, kind, key, member, identified, state, n) -> list:
+        log = []
+        logged_in = key in identified
+        login_at = rng.randrange(n) if member and not logged_in and rng.random() < 0.5 else -1
+        request = None
+        for i in range(n):
+            state["n"] += 1
+            eid = f"e{self.seed}-{state['n']}"
+            if kind == "user":
+                name = _pick(rng, BACKEND)
+                log.append(_event(key, eid, name, None, key, None, _values(rng, name)))
+                continue
+            if i == login_at:
+                identified.add(key)
+                logged_in = True
+                log.append(_event(key, eid, "identify", key, member, request, {}))
+                continue
+            name = _pick(rng, BROWSE)
+            if name == "__metadata" or request is None:
+                request = f"r{self.seed}-{state['n']}"
+                name = "__metadata"
+            user = member if logged_in else None
+            log.append(_event(key, eid, name, key, user, request, _values(rng, name)))
+        return log
+
+
+def _event(key, eid, name, visitor, user, request, values) -> tuple[bytes, dict]:
+    return key.encode(), {"event_id": eid, "name": name, "visitor_id": visitor,
+                          "user_id": user, "time": 0, "request_id": request, "values": values}
+
+
+def _pick(rng, mix) -> str:
+    return rng.choices([n for n, _ in mix], [w for _, w in mix])[0]
 
 
 def _values(rng: random.Random, name: str) -> dict:
-    if name == "view":
+    if name in ("view", "__metadata"):
         return {"path": rng.choice(PATHS)}
     if name == "click":
         return {"path": rng.choice(PATHS), "target": rng.choice(["banner", "item", "nav"])}

@@ -177,8 +177,13 @@ class LocalBroker:
         )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise BrokerError("formatting the broker's storage failed:\n"
-                              + _tail(proc.stdout + proc.stderr, 30))
+            try:
+                log = (self.data_dir / "format.log").read_text(errors="replace")
+            except FileNotFoundError:
+                log = ""
+            raise BrokerError(
+                f"formatting the broker's storage failed (exit code {proc.returncode}):\n"
+                + (_tail(proc.stdout + proc.stderr + log, 30) or "(no output)"))
 
     def pid(self) -> int | None:
         """The broker's pid if its process is alive."""

@@ -1,4 +1,9 @@
-"""The app factory: one Faust app per settings, with its topics, tables and agents."""
+"""The app factory: one Faust app per settings, with its topics, tables, agents and views.
+
+Data flows one way: events → identity (topology.identity) → profile-inputs → profile agent
+(topology.profiles) → segment-changes, activations; bad input → dead-letters. Definitions come
+from their compacted topic (topology.definitions).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,6 +13,10 @@ import faust
 from cjo.settings import Settings
 from topology import topics
 from topology.codecs import register_avro
+from topology.dead_letters import DeadLetters
+from topology.definitions import DefinitionsFollower
+from topology.stats import WorkerStats
+from topology.wire import AvroWire
 
 
 @dataclass
@@ -15,7 +24,22 @@ class Topology:
     app: faust.App
     settings: Settings
     topics: dict[str, faust.TopicT]
+    wire: AvroWire
+    stats: WorkerStats
+    dead_letters: DeadLetters
+    definitions: DefinitionsFollower
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
+
+    def table(self, name: str, schema: str) -> faust.types.TableT:
+        """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are Avro
+        records of `schema`: its changelog is a topic too, with a schema like every other."""
+        table = self.app.Table(name, partitions=self.settings.partitions)
+        # Faust takes a table's serializers from its key/value model types; ours are plain
+        # dicts, so set them before the store and the changelog topic are made (lazily).
+        table.key_serializer = "raw"
+        table.value_serializer = register_avro(f"{self.settings.app_id}-{schema}", schema)
+        self.tables[name] = table
+        return table
 
 
 def logging_config(level: str) -> dict:
@@ -50,27 +74,37 @@ def create_app(settings: Settings) -> Topology:
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_commit_interval=settings.commit_interval,
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         logging_config=logging_config(settings.log_level),
         autodiscover=False,
     )
-    declared = {}
-    for spec in topics.ALL:
-        name = settings.topic(spec.name)
-        declared[spec.name] = app.topic(
-            name,
+    declared = {
+        # Every topic carries bytes: agents decode where a bad record can go to the dead
+        # letters, and outputs are encoded once (the outbox keeps the same bytes).
+        spec.name: app.topic(
+            settings.topic(spec.name),
             key_serializer="raw",
-            # The input is decoded inside the agent, where a bad record can be handled;
-            # outputs are encoded by the registered Avro codec.
-            value_serializer="raw" if spec is topics.EVENTS else register_avro(name, spec.schema),
-            partitions=settings.partitions,
+            value_serializer="raw",
+            partitions=spec.partitions or settings.partitions,
             config=topics.topic_config(spec),
         )
-    topology = Topology(app, settings, declared)
+        for spec in topics.ALL
+    }
+    wire = AvroWire(settings)
+    stats = WorkerStats()
+    topology = Topology(
+        app=app, settings=settings, topics=declared, wire=wire, stats=stats,
+        dead_letters=DeadLetters(declared["dead-letters"], wire.codecs["dead-letters"], stats),
+        definitions=DefinitionsFollower(settings),
+    )
 
-    from topology import counting
+    from topology import identity, profiles, views
 
-    counting.register(topology)
+    app.task(topology.definitions.run)
+    identity.register(topology)
+    profiles.register(topology)
+    views.register(topology)
     return topology

@@ -18,12 +18,19 @@ class TopicSpec:
     schema: str  # file stem in schemas/
     key: str  # what the key holds, for the docs
     compacted: bool = False
+    partitions: int | None = None  # None: the app's partition count
 
 
-EVENTS = TopicSpec("events", "event", "producer's id: user id, else visitor id")
-EVENT_COUNTS = TopicSpec("event-counts", "event_counted", "user id")
+EVENTS = TopicSpec("events", "event", "producer's id: visitor id, else user id")
+PROFILE_INPUTS = TopicSpec("profile-inputs", "profile_input", "canonical profile id")
+SEGMENT_CHANGES = TopicSpec("segment-changes", "segment_change", "profile id")
+ACTIVATIONS = TopicSpec("activations", "activation", "profile id")
+DEAD_LETTERS = TopicSpec("dead-letters", "dead_letter", "the bad record's own key")
+# One partition: workers see definitions in the order they were applied.
+DEFINITIONS = TopicSpec("definitions", "definition", "kind:id", compacted=True, partitions=1)
 
-ALL = (EVENTS, EVENT_COUNTS)
+ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, DEAD_LETTERS, DEFINITIONS)
+BY_NAME = {spec.name: spec for spec in ALL}
 
 
 def topic_config(spec: TopicSpec) -> dict[str, str]:
@@ -40,7 +47,7 @@ async def _ensure(settings: Settings, specs) -> list[str]:
         wanted = [
             NewTopic(
                 settings.topic(s.name),
-                num_partitions=settings.partitions,
+                num_partitions=s.partitions or settings.partitions,
                 replication_factor=1,
                 topic_configs=topic_config(s),
             )

@@ -100,11 +100,11 @@ def test_invalid_union_branch_is_corrupt():
 
 
 def test_record_of_another_schema_is_refused():
-    counted = AvroCodec("event_counted", "t.counts")
-    data = counted.encode({"output_id": "o", "user_id": "u", "event_id": "e", "event_name": "n",
-                           "count": 1, "source_partition": 0, "source_offset": 0})
+    changes = AvroCodec("segment_change", "t.changes")
+    data = changes.encode({"change_id": "c", "profile_id": "u", "segment": "s",
+                           "change": "entered", "time": 1, "caused_by": "e"})
     msg = _error(AvroCodec("event", "t.events"), data)
-    assert "written with schema cjo.EventCounted, this topic carries cjo.Event" in msg
+    assert "written with schema cjo.SegmentChange, this topic carries cjo.Event" in msg
 
 
 def test_encoding_a_record_that_does_not_fit_names_topic_and_schema():

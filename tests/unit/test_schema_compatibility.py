@@ -49,10 +49,10 @@ def test_the_check_catches_a_field_added_without_default():
 
 
 def test_the_check_catches_a_changed_field_type():
-    released = json.loads((SCHEMA_DIR / "event_counted.avsc").read_text())
+    released = json.loads((SCHEMA_DIR / "segment_change.avsc").read_text())
     changed = json.loads(json.dumps(released))
     for field in changed["fields"]:
-        if field["name"] == "count":
+        if field["name"] == "time":
             field["type"] = "string"
     problems = incompatibilities(avro.schema.parse(json.dumps(changed)),
                                  avro.schema.parse(json.dumps(released)))

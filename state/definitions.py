@@ -1,0 +1,441 @@
+"""Segments and deliveries, defined in YAML and validated as a whole.
+
+    segments:
+      - id: tokyo
+        description: optional text
+        condition: {attribute.pref_cd: {eq: 13}}
+    deliveries:
+      - id: search_banner
+        segment: tokyo                      # target segment
+        trigger: {event.name: {eq: view}}   # condition on the current event
+        limits: {total: 3, per_day: 1}      # optional
+        variants:                           # optional; default: one variant "default"
+          - {id: a, weight: 50, payload: {banner: spring}}
+          - {id: b, weight: 50, payload: {banner: summer}}
+    journeys: [...]                         # passed through untouched (journey module)
+
+A file is applied over the definitions applied before it (same id replaces). Validation
+reports every problem at once, each with its path, so that one round trip fixes a file.
+The definitions travel on a compacted topic as one record per item (`to_records`); a reader
+rebuilds and re-validates them with `from_records`.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import yaml
+
+from state.conditions import (EVENT_REFERENCES, ID, Comparison, Condition, ConditionError,
+                              InSegment, parse_condition, referenced_segments, to_source, walk)
+
+TOP_KEYS = ("segments", "deliveries", "journeys")
+SEGMENT_KEYS = ("id", "description", "condition")
+DELIVERY_KEYS = ("id", "segment", "trigger", "limits", "variants")
+LIMIT_KEYS = {"total": "limits_total", "per_day": "limits_per_day"}
+VARIANT_KEYS = ("id", "weight", "payload")
+_PRIMITIVES = (type(None), bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str
+    condition: Condition
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    weight: int  # percent; the weights of a delivery sum to 100
+    payload: dict = field(default_factory=dict)  # string keys to primitives; read-only
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    segment: str
+    trigger: Condition
+    limits_total: int | None = None
+    limits_per_day: int | None = None
+    variants: tuple[Variant, ...] = (Variant("default", 100),)
+
+
+@dataclass(frozen=True)
+class DefinitionSet:
+    segments: tuple[Segment, ...] = ()  # dependency order: after every segment referenced
+    deliveries: tuple[Delivery, ...] = ()
+    raw_journeys: tuple[dict, ...] = ()  # validated by the journey module, not here
+
+
+class DefinitionError(ValueError):
+    """Every problem of a definition file: `errors` is a list of (path, problem)."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        super().__init__("\n".join(f"{path}: {problem}" for path, problem in errors))
+        self.errors = list(errors)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_definitions(source: str | dict, existing: DefinitionSet | None = None) -> DefinitionSet:
+    """Parse and validate a definition file (YAML text or parsed dict) over `existing`."""
+    existing = existing or DefinitionSet()
+    doc = _document(source)
+    errors: list[tuple[str, str]] = []
+    for key in doc:
+        if key not in TOP_KEYS:
+            errors.append((str(key), f"unknown top-level key (allowed: {', '.join(TOP_KEYS)})"))
+    raw_segments = _list(doc, "segments", errors)
+    raw_deliveries = _list(doc, "deliveries", errors)
+    journeys = tuple(_list(doc, "journeys", errors))
+
+    # Ids first, so that a broken item's id still counts as known for references.
+    segment_ids = _ids(raw_segments, "segments", "segment", errors)
+    _ids(raw_deliveries, "deliveries", "delivery", errors)
+    known = {s.id for s in existing.segments} | set(segment_ids)
+
+    segments = {}  # file position -> Segment
+    for i, item in enumerate(raw_segments):
+        segment = _segment(item, f"segments[{i}]", errors)
+        if segment is not None:
+            _check_references(segment.condition, f"segments[{i}].condition", known, errors)
+            segments[i] = segment
+    deliveries = []
+    for i, item in enumerate(raw_deliveries):
+        delivery = _delivery(item, f"deliveries[{i}]", known, errors)
+        if delivery is not None:
+            deliveries.append(delivery)
+
+    merged = _merge(existing.segments, segments.values())
+    errors += _cycles(merged, {s.id: f"segments[{i}].condition" for i, s in segments.items()})
+    if errors:
+        raise DefinitionError(errors)
+    return DefinitionSet(segments=_dependency_order(merged),
+                         deliveries=_merge(existing.deliveries, deliveries),
+                         raw_journeys=_merge_journeys(existing.raw_journeys, journeys))
+
+
+def _document(source) -> dict:
+    if isinstance(source, str):
+        try:
+            source = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            raise DefinitionError([("definitions", f"not valid YAML: {exc}")]) from None
+    if source is None:  # an empty file defines nothing
+        return {}
+    if not isinstance(source, dict):
+        raise DefinitionError([("definitions", "expected a mapping with segments, deliveries "
+                                               f"and journeys, got {type(source).__name__}")])
+    return source
+
+
+def _list(doc: dict, key: str, errors) -> list:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append((key, f"expected a list, got {type(value).__name__}"))
+        return []
+    return value
+
+
+def _ids(items: list, where: str, kind: str, errors) -> list[str]:
+    """The valid ids in file order; reports missing, malformed and duplicate ids."""
+    first: dict[str, str] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue  # reported by the item's own check
+        path = f"{where}[{i}].id"
+        if "id" not in item:
+            errors.append((path, f"missing: every {kind} needs an id"))
+        elif not _valid_id(item["id"]):
+            errors.append((path, _bad_id(item["id"])))
+        elif item["id"] in first:
+            errors.append((path, f"duplicate {kind} id {item['id']!r} "
+                                 f"(also at {first[item['id']]})"))
+        else:
+            first[item["id"]] = f"{where}[{i}]"
+    return list(first)
+
+
+def _valid_id(value) -> bool:
+    return isinstance(value, str) and ID.fullmatch(value) is not None
+
+
+def _bad_id(value) -> str:
+    return f"{value!r} is not a valid id: 1 to 64 letters, digits, _ or -"
+
+
+def _mapping(item, path: str, allowed: tuple[str, ...], what: str, errors) -> bool:
+    """True when `item` is a mapping with only allowed keys; reports otherwise."""
+    if not isinstance(item, dict):
+        errors.append((path, f"expected a mapping ({what}), got {type(item).__name__}"))
+        return False
+    unknown = [str(k) for k in item if k not in allowed]
+    if unknown:
+        errors.append((path, f"unknown key{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))} (allowed: {', '.join(allowed)})"))
+    return True
+
+
+def _condition(item: dict, key: str, path: str, errors) -> Condition | None:
+    if key not in item:
+        errors.append((f"{path}.{key}", "missing"))
+        return None
+    try:
+        return parse_condition(item[key], f"{path}.{key}")
+    except ConditionError as exc:
+        errors.append((exc.path, exc.problem))
+        return None
+
+
+def _check_references(cond: Condition, path: str, known: set[str], errors) -> None:
+    for where, node in walk(cond, path):
+        if isinstance(node, InSegment) and node.segment not in known:
+            errors.append((where, f"unknown segment {node.segment!r}"))
+
+
+def _segment(item, path: str, errors) -> Segment | None:
+    if not _mapping(item, path, SEGMENT_KEYS, "id, condition", errors):
+        return None
+    description = item.get("description")
+    if description is not None and not isinstance(description, str):
+        errors.append((f"{path}.description", "expected text"))
+    cond = _condition(item, "condition", path, errors)
+    if cond is None or not _valid_id(item.get("id")):
+        return None
+    # A segment is a property of the profile; one event's values would make it flicker.
+    for where, node in walk(cond, f"{path}.condition"):
+        if isinstance(node, Comparison) and isinstance(node.ref, EVENT_REFERENCES):
+            errors.append((where, f"a segment judges the profile, not one event: "
+                                  f"{node.ref.text!r} (event.* and request.* belong in "
+                                  "delivery triggers)"))
+            return None
+    return Segment(item["id"], cond, description if isinstance(description, str) else None)
+
+
+def _delivery(item, path: str, known: set[str], errors) -> Delivery | None:
+    if not _mapping(item, path, DELIVERY_KEYS, "id, segment, trigger", errors):
+        return None
+    target = item.get("segment")
+    if target is None:
+        errors.append((f"{path}.segment", "missing: a delivery needs a target segment"))
+    elif not _valid_id(target):
+        errors.append((f"{path}.segment", _bad_id(target)))
+    elif target not in known:
+        errors.append((f"{path}.segment", f"unknown segment {target!r}"))
+    trigger = _condition(item, "trigger", path, errors)
+    if trigger is not None:
+        _check_references(trigger, f"{path}.trigger", known, errors)
+    limits = _limits(item.get("limits"), f"{path}.limits", errors)
+    variants = _variants(item.get("variants"), f"{path}.variants", errors)
+    if trigger is None or limits is None or variants is None or not _valid_id(item.get("id")) \
+            or not _valid_id(target):
+        return None
+    return Delivery(item["id"], target, trigger, variants=variants, **limits)
+
+
+def _limits(raw, path: str, errors) -> dict | None:
+    if raw is None:
+        return {}
+    if not _mapping(raw, path, tuple(LIMIT_KEYS), "total, per_day", errors):
+        return None
+    limits, ok = {}, True
+    for key, attr in LIMIT_KEYS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        if type(value) is not int or value < 1:
+            errors.append((f"{path}.{key}", f"expected a positive integer, got {value!r}"))
+            ok = False
+        limits[attr] = value
+    return limits if ok and set(raw) <= set(LIMIT_KEYS) else None
+
+
+def _variants(raw, path: str, errors) -> tuple[Variant, ...] | None:
+    if raw is None:
+        return (Variant("default", 100, {}),)
+    if not isinstance(raw, list) or not raw:
+        errors.append((path, f"expected a non-empty list of variants, got {raw!r}"[:120]))
+        return None
+    before = len(errors)
+    variants, seen = [], {}
+    for i, item in enumerate(raw):
+        where = f"{path}[{i}]"
+        if not _mapping(item, where, VARIANT_KEYS, "id, weight, payload", errors):
+            continue
+        vid, weight, payload = item.get("id"), item.get("weight"), item.get("payload", {})
+        if not _valid_id(vid):
+            errors.append((f"{where}.id", "missing" if vid is None else _bad_id(vid)))
+        elif vid in seen:
+            errors.append((f"{where}.id", f"duplicate variant id {vid!r} (also at {seen[vid]})"))
+        else:
+            seen[vid] = where
+        if type(weight) is not int or weight < 0:
+            errors.append((f"{where}.weight", f"expected an integer >= 0, got {weight!r}"))
+        if not isinstance(payload, dict) or not all(
+                isinstance(k, str) and type(v) in _PRIMITIVES for k, v in payload.items()):
+            errors.append((f"{where}.payload", "expected a mapping of text keys to values "
+                                               "(text, numbers, true/false or null)"))
+        variants.append(Variant(vid, weight, payload))
+    if len(errors) > before:
+        return None
+    total = sum(v.weight for v in variants)
+    if total != 100:
+        errors.append((path, f"weights sum to {total}; they must sum to exactly 100"))
+        return None
+    return tuple(variants)
+
+
+def _merge(old: Iterable, new: Iterable) -> tuple:
+    """`new` over `old` by id: a replaced item keeps its place, new items go last."""
+    items = {item.id: item for item in old}
+    for item in new:
+        items[item.id] = item
+    return tuple(items.values())
+
+
+def _merge_journeys(old: tuple, new: tuple) -> tuple:
+    """Journeys are opaque here; merge them by id like the other items when they have one."""
+    merged = {("id", j["id"]) if isinstance(j, dict) and "id" in j else ("at", i): j
+              for i, j in enumerate(old)}
+    for i, j in enumerate(new):
+        merged[("id", j["id"]) if isinstance(j, dict) and "id" in j else ("new", i)] = j
+    return tuple(merged.values())
+
+
+def _references(cond: Condition) -> list[str]:
+    """Segments a condition references, in order of appearance (for readable cycles)."""
+    return list(dict.fromkeys(n.segment for _, n in walk(cond) if isinstance(n, InSegment)))
+
+
+def _cycles(segments: tuple[Segment, ...], paths: dict[str, str]) -> list[tuple[str, str]]:
+    """One error per cycle of segment references, at a segment of this file in the cycle."""
+    deps = {s.id: _references(s.condition) for s in segments}
+    found, errors = set(), []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(sid: str, stack: list[str]) -> None:
+        state[sid] = 1
+        stack.append(sid)
+        for dep in deps.get(sid, ()):
+            if dep not in deps:
+                continue  # unknown: reported elsewhere
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep):]
+                if frozenset(cycle) not in found:
+                    found.add(frozenset(cycle))
+                    errors.append(_cycle_error(cycle, paths))
+            elif dep not in state:
+                visit(dep, stack)
+        stack.pop()
+        state[sid] = 2
+
+    for s in segments:
+        if s.id not in state:
+            visit(s.id, [])
+    return errors
+
+
+def _cycle_error(cycle: list[str], paths: dict[str, str]) -> tuple[str, str]:
+    # Start the cycle at the first of its segments that this file defines: that is the edit.
+    start = next((i for i, sid in enumerate(cycle) if sid in paths), 0)
+    cycle = cycle[start:] + cycle[:start]
+    return (paths.get(cycle[0], "segments"),
+            f"segments reference each other in a cycle: {' -> '.join(cycle + cycle[:1])}")
+
+
+def _dependency_order(segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
+    """Each segment after those it references; otherwise as early as its position allows."""
+    position = {s.id: i for i, s in enumerate(segments)}
+    waiting = {s.id: {d for d in referenced_segments(s.condition) if d in position}
+               for s in segments}
+    users: dict[str, list[str]] = {s.id: [] for s in segments}
+    for sid, deps in waiting.items():
+        for dep in deps:
+            users[dep].append(sid)
+    ready = [position[sid] for sid, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        segment = segments[heapq.heappop(ready)]
+        ordered.append(segment)
+        for user in users[segment.id]:
+            waiting[user].discard(segment.id)
+            if not waiting[user]:
+                heapq.heappush(ready, position[user])
+    return tuple(ordered)
+
+
+# ---------------------------------------------------------------- records
+
+
+def to_records(defs: DefinitionSet) -> list[tuple[str, dict]]:
+    """One (key, plain-JSON definition) per item, for the compacted definitions topic."""
+    records = [(f"segment:{s.id}", _segment_source(s)) for s in defs.segments]
+    records += [(f"delivery:{d.id}", _delivery_source(d)) for d in defs.deliveries]
+    records += [(f"journey:{j.get('id')}", j) for j in defs.raw_journeys]
+    return records
+
+
+def from_records(records: Iterable[tuple[str, dict | None]]) -> DefinitionSet:
+    """Rebuild (and re-validate) definitions from records; a None value deletes its key."""
+    latest: dict[str, dict | None] = {}
+    errors = []
+    for key, value in records:
+        kind, _, rid = key.partition(":")
+        if kind not in ("segment", "delivery", "journey"):
+            errors.append((key, "unknown record kind (expected segment:, delivery: or "
+                                "journey:)"))
+        elif value is not None and not isinstance(value, dict):
+            errors.append((key, f"expected a mapping, got {type(value).__name__}"))
+        elif value is not None and kind != "journey" and value.get("id") != rid:
+            errors.append((key, f"the record's definition has id {value.get('id')!r}"))
+        latest.pop(key, None)  # a rewritten key moves to its latest position
+        latest[key] = value
+    if errors:
+        raise DefinitionError(errors)
+    doc: dict[str, list] = {"segments": [], "deliveries": [], "journeys": []}
+    plural = {"segment": "segments", "delivery": "deliveries", "journey": "journeys"}
+    for key, value in latest.items():
+        if value is not None:
+            doc[plural[key.partition(":")[0]]].append(value)
+    return load_definitions(doc)
+
+
+def _segment_source(s: Segment) -> dict:
+    source = {"id": s.id, "condition": to_source(s.condition)}
+    if s.description is not None:
+        source["description"] = s.description
+    return source
+
+
+def _delivery_source(d: Delivery) -> dict:
+    source = {"id": d.id, "segment": d.segment, "trigger": to_source(d.trigger)}
+    limits = {key: getattr(d, attr) for key, attr in LIMIT_KEYS.items()
+              if getattr(d, attr) is not None}
+    if limits:
+        source["limits"] = limits
+    source["variants"] = [{"id": v.id, "weight": v.weight, "payload": dict(v.payload)}
+                          for v in d.variants]
+    return source
+
+
+# ---------------------------------------------------------------- A/B split
+
+
+def choose_variant(delivery: Delivery, profile_id: str) -> Variant:
+    """The same variant for a profile every time, on every worker and after every restart."""
+    # blake2b, not hash(): Python salts hash() per process.
+    digest = hashlib.blake2b(f"{delivery.id}\0{profile_id}".encode(), digest_size=8).digest()
+    bucket = int.from_bytes(digest, "big") % 100
+    cumulative = 0
+    for variant in delivery.variants:
+        cumulative += variant.weight
+        if bucket < cumulative:
+            return variant
+    return delivery.variants[-1]  # unreachable: weights sum to 100

@@ -1,0 +1,90 @@
+"""The rules an input event must follow before it reaches a profile; each broken rule has a
+stable reason code, and the event goes to the dead-letter topic with it.
+
+Keying rule: the producer keys an event by its visitor id when it carries one, else by its user
+id; `identify` (visitor id and user id) is always keyed by the visitor id, so that the merge
+travels through the visitor's partition after every earlier event of the visitor.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_FIELDS = 200
+MAX_STRING = 8 * 1024
+MIN_TIME = 946_684_800_000  # 2000-01-01: older event times are clock errors
+MAX_AHEAD = 86_400_000  # event time may be at most one day after the record's timestamp
+NAME = re.compile(r"^(__)?[A-Za-z0-9][A-Za-z0-9_:-]{0,63}$")
+RESERVED = {"identify", "attribute", "__metadata", "__wakeup"}
+IDENTIFY = "identify"
+METADATA = "__metadata"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    reason: str
+
+
+def check_size(value: bytes | None, limit: int = MAX_EVENT_BYTES) -> Rejection | None:
+    if value is None or len(value) == 0:
+        return Rejection("empty", "the record has no value")
+    if len(value) > limit:
+        return Rejection("oversized", f"{len(value)} bytes is over the limit of {limit} bytes")
+    return None
+
+
+def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Rejection | None:
+    """Rules on a decoded event; None when it may be processed."""
+    if key is None:
+        return Rejection("missing_key", "the record has no key (expected the visitor or user id)")
+    try:
+        key_text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection("bad_key", "the key is not UTF-8")
+    if not event["event_id"]:
+        return Rejection("missing_event_id", "event_id is empty")
+    name = event["name"]
+    if not NAME.match(name):
+        return Rejection("bad_name", f"event name {name[:80]!r} is not 1-64 letters, digits, _ : -")
+    if name.startswith("__") and name not in RESERVED:
+        return Rejection("reserved_name", f"event names starting with __ are reserved: {name!r}")
+    visitor, user = event["visitor_id"], event["user_id"]
+    if not visitor and not user:
+        return Rejection("missing_id", "the event has neither visitor_id nor user_id")
+    if name == IDENTIFY and not (visitor and user):
+        return Rejection("bad_identify", "identify needs both visitor_id and user_id")
+    if name == "__wakeup":
+        return Rejection("reserved_name", "__wakeup events are made by the engine, not producers")
+    expected = visitor or user
+    if key_text != expected:
+        return Rejection(
+            "wrong_key",
+            f"key {key_text[:80]!r} is not the event's visitor_id (or user_id when there is "
+            f"no visitor_id) {expected!r}",
+        )
+    t = event["time"]
+    if t < MIN_TIME:
+        return Rejection("time_too_old", f"event time {t} is before 2000-01-01")
+    if t > record_timestamp + MAX_AHEAD:
+        return Rejection(
+            "time_in_future",
+            f"event time {t} is more than a day after the record's timestamp {record_timestamp}",
+        )
+    values = event["values"]
+    if len(values) > MAX_FIELDS:
+        return Rejection("too_many_fields", f"{len(values)} values, at most {MAX_FIELDS}")
+    for field, value in values.items():
+        if not NAME.match(field):
+            return Rejection("bad_field", f"field name {field[:80]!r} is not 1-64 letters, digits, _ : -")
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            return Rejection("value_too_long", f"field {field!r} is {len(value)} characters, at most {MAX_STRING}")
+        if isinstance(value, float) and value != value:
+            return Rejection("bad_value", f"field {field!r} is NaN")
+    return None
+
+
+def canonical_id(event: dict) -> str:
+    """The profile an event belongs to when no alias applies: the member if known."""
+    return event["user_id"] or event["visitor_id"]

@@ -1,0 +1,93 @@
+"""KARTE's step 3: judge segments and deliveries on a profile's new data.
+
+Segments are judged in dependency order (a segment may refer to segments before it); a change
+of membership is an output. Deliveries fire when the profile is in the target segment AND the
+trigger matches the current event, within the delivery's limits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from state.conditions import EvalContext, evaluate
+from state.definitions import DefinitionSet, choose_variant
+from state.durations import DAY
+
+SEGMENT_CHANGES = "segment-changes"
+ACTIVATIONS = "activations"
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str  # topic name suffix
+    key: str  # profile id
+    record: dict
+
+
+def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
+                   caused_by: str) -> tuple[set, list[Output]]:
+    members: set = set()  # grows in dependency order: later segments see earlier ones
+    ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
+    for segment in defs.segments:
+        if evaluate(segment.condition, ctx):
+            members.add(segment.id)
+    before = profile["segments"]
+    pid = profile["profile_id"]
+    # Sorted by id, so that neither memberships nor outputs depend on definition order.
+    outputs = [_change(pid, seg, "entered", now, source, caused_by)
+               for seg in sorted(members) if seg not in before]
+    outputs += [_change(pid, seg, "left", now, source, caused_by)
+                for seg in before if seg not in members]
+    profile["segments"] = sorted(members)
+    return set(members), outputs
+
+
+def leave_all_segments(profile: dict, now: int, source: str, caused_by: str) -> list[Output]:
+    pid = profile["profile_id"]
+    outputs = [_change(pid, s, "left", now, source, caused_by) for s in profile["segments"]]
+    profile["segments"] = []
+    return outputs
+
+
+def _change(pid, segment, change, now, source, caused_by) -> Output:
+    return Output(SEGMENT_CHANGES, pid, {
+        "change_id": f"{source}/segment/{segment}/{change}",
+        "profile_id": pid,
+        "segment": segment,
+        "change": change,
+        "time": now,
+        "caused_by": caused_by,
+    })
+
+
+def fire_deliveries(profile: dict, event: dict, members: set, defs: DefinitionSet,
+                    source: str) -> list[Output]:
+    outputs = []
+    ctx = EvalContext(profile=profile, event=event, now=event["time"],
+                      segments=frozenset(members))
+    day = event["time"] // DAY
+    pid = profile["profile_id"]
+    for d in defs.deliveries:
+        if d.segment not in members or not evaluate(d.trigger, ctx):
+            continue
+        count = profile["deliveries"].get(d.id)
+        if count is None:
+            count = profile["deliveries"][d.id] = {"total": 0, "day": day, "day_count": 0}
+        if count["day"] != day:
+            count["day"], count["day_count"] = day, 0
+        if d.limits_total is not None and count["total"] >= d.limits_total:
+            continue
+        if d.limits_per_day is not None and count["day_count"] >= d.limits_per_day:
+            continue
+        count["total"] += 1
+        count["day_count"] += 1
+        variant = choose_variant(d, pid)
+        outputs.append(Output(ACTIVATIONS, pid, {
+            "activation_id": f"{source}/delivery/{d.id}",
+            "delivery": d.id,
+            "variant": variant.id,
+            "profile_id": pid,
+            "payload": dict(variant.payload),
+            "time": event["time"],
+            "caused_by": event["event_id"],
+        }))
+    return outputs

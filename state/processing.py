@@ -1,0 +1,152 @@
+"""How the profile agent applies one record of the profile-inputs topic to one profile.
+
+The rules that make the promises hold:
+
+- **Nothing applied twice.** The profile remembers, per input partition, the offset of the last
+  input it applied (`positions`). A redelivered input is not newer and is skipped.
+- **Nothing lost.** Everything an input makes (segment changes, activations, merge hand-overs)
+  is kept in the profile's `outbox`, in the same record as the state, until the offset that
+  made it is committed. When a redelivered input is skipped, the outbox is sent again (the
+  ids are deterministic, so consumers drop the copies) and the profile is written again, so a
+  changelog left behind the local store catches up.
+- **Merges before what follows them.** `identify` reaches the member before any later event
+  the identity step routes to it and raises a barrier: later inputs of the member wait in
+  `buffered` until the visitor's state (`merge_in`) arrives, travelling through the visitor's
+  own partition after all of the visitor's earlier events (`merge_out`). Then the state is
+  folded in and the waiting inputs are applied in order.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from state.definitions import DefinitionSet
+from state.judging import Output, fire_deliveries, judge_segments, leave_all_segments
+from state.profile import fold_visitor, new_profile, record_event
+
+PROFILE_INPUTS = "profile-inputs"
+STATS = ("first_seen", "last_seen", "counts", "hourly", "daily", "last_time", "last",
+         "aggregates", "request", "segments", "deliveries")
+
+
+class Wire(Protocol):
+    """Encoding, supplied by the topology (the domain stays free of Avro and Kafka)."""
+
+    def decode_event(self, data: bytes) -> dict: ...
+    def encode_input(self, record: dict) -> bytes: ...
+    def decode_input(self, data: bytes) -> dict: ...
+    def encode_profile(self, profile: dict) -> bytes: ...
+    def decode_profile(self, data: bytes) -> dict: ...
+    def encode_output(self, topic: str, record: dict) -> bytes: ...
+
+
+def source_of(record: dict) -> str:
+    return f"{record['source_partition']}:{record['source_offset']}"
+
+
+def step(profile: dict | None, record: dict, offset: int, committed: int | None,
+         defs: DefinitionSet, wire: Wire) -> tuple[dict, list[dict]]:
+    """Apply `record` (read at `offset` of its profile-inputs partition; `committed` is that
+    partition's committed offset) and return the new profile and the records to send, each
+    {"topic", "key", "value": bytes}. The profile must be written back in every case."""
+    if profile is None:
+        profile = new_profile(record["profile_id"])
+    if committed is not None:
+        profile["outbox"] = [e for e in profile["outbox"] if e["offset"] >= committed]
+    if _already_applied(profile, record):
+        return profile, [r for e in profile["outbox"] for r in e["records"]]
+
+    sends: list[dict] = []
+    kind = record["kind"]
+    if kind == "merge_in":
+        _merge_in(profile, record, offset, defs, wire, sends)
+    elif kind == "merge_out":
+        _merge_out(profile, record, offset, wire, sends)
+    elif profile["merged_into"]:
+        # Routing sends nothing here after a merge; should a stray input come, it belongs to
+        # the member.
+        forwarded = {**record, "profile_id": profile["merged_into"]}
+        _emit(profile, source_of(record), offset, [Output(PROFILE_INPUTS,
+              profile["merged_into"], forwarded)], wire, sends)
+    elif kind == "identify" and record["merge_id"] not in profile["merges_done"]:
+        profile["pending_merges"].append(record["merge_id"])
+        profile["buffered"].append(wire.encode_input(record))
+    elif profile["pending_merges"]:
+        profile["buffered"].append(wire.encode_input(record))
+    else:
+        _apply_event(profile, record, offset, defs, wire, sends)
+    return profile, sends
+
+
+def _already_applied(profile: dict, record: dict) -> bool:
+    if record["kind"] == "merge_in":
+        return record["merge_id"] in profile["merges_done"]
+    partition = str(record["source_partition"])
+    if profile["positions"].get(partition, -1) >= record["source_offset"]:
+        return True
+    profile["positions"][partition] = record["source_offset"]
+    return False
+
+
+def _apply_event(profile, record, offset, defs, wire, sends) -> None:
+    event = wire.decode_event(record["event"])
+    record_event(profile, event)
+    source = source_of(record)
+    members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"])
+    outputs += fire_deliveries(profile, event, members, defs, source)
+    _emit(profile, source, offset, outputs, wire, sends)
+
+
+def _merge_out(profile, record, offset, wire, sends) -> None:
+    """The visitor hands its history to the member and becomes a pointer to it."""
+    merge_id = record["merge_id"]
+    member = record["member_id"]
+    has_history = not profile["merged_into"] and profile["last_seen"] is not None
+    state = wire.encode_profile(profile) if has_history else None
+    now = profile["last_seen"] or 0
+    outputs = leave_all_segments(profile, now, merge_id, merge_id)
+    outputs.append(Output(PROFILE_INPUTS, member, {
+        "kind": "merge_in", "profile_id": member,
+        "source_partition": record["source_partition"],
+        "source_offset": record["source_offset"],
+        "event": None, "visitor_id": record["visitor_id"], "member_id": member,
+        "merge_id": merge_id, "state": state,
+    }))
+    fresh = new_profile(profile["profile_id"])
+    for key in STATS:
+        profile[key] = fresh[key]
+    profile["merged_into"] = member
+    _emit(profile, source_of(record), offset, outputs, wire, sends)
+
+
+def _merge_in(profile, record, offset, defs, wire, sends) -> None:
+    merge_id = record["merge_id"]
+    if record["state"] is not None:
+        fold_visitor(profile, wire.decode_profile(record["state"]))
+    profile["merges_done"].append(merge_id)
+    if merge_id in profile["pending_merges"]:
+        profile["pending_merges"].remove(merge_id)
+    outputs = []
+    if profile["last_seen"] is not None:
+        _, outputs = judge_segments(profile, defs, profile["last_seen"], merge_id, merge_id)
+    _emit(profile, merge_id, offset, outputs, wire, sends)
+    if profile["pending_merges"]:
+        return
+    waiting, profile["buffered"] = profile["buffered"], []
+    for data in waiting:
+        held = wire.decode_input(data)
+        if held["kind"] == "identify" and held["merge_id"] not in profile["merges_done"]:
+            # Another merge's barrier: everything after it waits again.
+            profile["pending_merges"].append(held["merge_id"])
+        if profile["pending_merges"]:
+            profile["buffered"].append(data)
+        else:
+            _apply_event(profile, held, offset, defs, wire, sends)
+
+
+def _emit(profile, source, offset, outputs: list[Output], wire, sends) -> None:
+    if not outputs:
+        return
+    records = [{"topic": o.topic, "key": o.key, "value": wire.encode_output(o.topic, o.record)}
+               for o in outputs]
+    profile["outbox"].append({"source": source, "offset": offset, "records": records})
+    sends.extend(records)

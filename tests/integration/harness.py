@@ -1,0 +1,53 @@
+"""Driving a real worker in tests: produce, wait until processed, read what came out."""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from cjo.kafka_io import produce, read_all, wait_until_caught_up
+from cjo.settings import Settings
+
+
+def send_events(settings: Settings, log) -> list[tuple[int, int]]:
+    return asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"), "event", log))
+
+
+def send_raw(settings: Settings, records) -> list[tuple[int, int]]:
+    return asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"), None,
+                               records))
+
+
+def wait_processed(settings: Settings, worker, timeout: float = 120.0) -> None:
+    ok = asyncio.run(wait_until_caught_up(
+        settings.bootstrap_servers, settings.app_id,
+        [settings.topic("events"), settings.topic("profile-inputs")],
+        timeout=timeout, alive=worker.running))
+    assert ok, "the worker did not catch up:\n" + worker.log_tail()
+
+
+def outputs(settings: Settings, topic: str, schema: str, id_field: str):
+    """(records by id, per-profile id sequences, duplicates) of an output topic. A duplicate
+    must be identical to the first copy (deterministic ids)."""
+    reads = asyncio.run(read_all(settings.bootstrap_servers, settings.topic(topic), schema))
+    by_id: dict[str, dict] = {}
+    sequence = defaultdict(list)
+    duplicates = 0
+    for r in reads:
+        rid = r.value[id_field]
+        if rid in by_id:
+            assert by_id[rid] == r.value, f"two different records with id {rid}"
+            duplicates += 1
+            continue
+        by_id[rid] = r.value
+        sequence[r.value["profile_id"]].append(rid)
+    return by_id, dict(sequence), duplicates
+
+
+def table(settings: Settings, name: str, schema: str) -> dict[str, dict]:
+    """The latest value per key of a table's changelog topic."""
+    reads = asyncio.run(read_all(settings.bootstrap_servers,
+                                 f"{settings.app_id}-{name}-changelog", schema))
+    latest = {}
+    for r in reads:
+        latest[r.key.decode()] = r.value
+    return latest

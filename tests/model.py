@@ -1,0 +1,70 @@
+"""The reference model: a plain sequential Python model of the promises, to compare the
+topology with. It applies the event log one event at a time in produce order, with merges
+applied at once, reusing the domain's rules (state.profile, state.judging) but none of the
+topology's machinery (routing tables, barriers, outboxes, positions, Kafka)."""
+from __future__ import annotations
+
+import copy
+
+from state.judging import fire_deliveries, judge_segments, leave_all_segments
+from state.processing import STATS
+from state.profile import fold_visitor, new_profile, record_event
+
+OUTPUT_TOPICS = ("segment-changes", "activations")
+
+
+class ReferenceModel:
+    def __init__(self, defs) -> None:
+        self.defs = defs
+        self.profiles: dict[str, dict] = {}
+        self.alias: dict[str, str] = {}
+        self.outputs: dict[str, list[dict]] = {t: [] for t in OUTPUT_TOPICS}
+
+    def _profile(self, pid: str) -> dict:
+        if pid not in self.profiles:
+            self.profiles[pid] = new_profile(pid)
+        return self.profiles[pid]
+
+    def _emit(self, outputs) -> None:
+        for o in outputs:
+            self.outputs[o.topic].append(o.record)
+
+    def apply(self, partition: int, offset: int, event: dict) -> None:
+        source = f"{partition}:{offset}"
+        visitor, user = event["visitor_id"], event["user_id"]
+        if event["name"] == "identify" and self.alias.get(visitor) != user:
+            self.alias[visitor] = user
+            merge_id = f"{visitor}>{user}@{source}"
+            v = self._profile(visitor)
+            state = None
+            if not v["merged_into"] and v["last_seen"] is not None:
+                state = copy.deepcopy(v)
+            self._emit(leave_all_segments(v, v["last_seen"] or 0, merge_id, merge_id))
+            fresh = new_profile(visitor)
+            for key in STATS:
+                v[key] = fresh[key]
+            v["merged_into"] = user
+            m = self._profile(user)
+            if state is not None:
+                fold_visitor(m, state)
+            if m["last_seen"] is not None:
+                self._emit(judge_segments(m, self.defs, m["last_seen"], merge_id, merge_id)[1])
+            target = user
+        else:
+            target = user or self.alias.get(visitor) or visitor
+        self._apply_event(self._profile(target), event, source)
+
+    def _apply_event(self, profile: dict, event: dict, source: str) -> None:
+        record_event(profile, event)
+        members, outputs = judge_segments(profile, self.defs, event["time"], source,
+                                          event["event_id"])
+        self._emit(outputs)
+        self._emit(fire_deliveries(profile, event, members, self.defs, source))
+
+    def states(self) -> dict[str, dict]:
+        """Each profile's user data, in the shape compared with the topology's table."""
+        return {pid: comparable(p) for pid, p in self.profiles.items()}
+
+
+def comparable(profile: dict) -> dict:
+    return {k: profile[k] for k in (*STATS, "merged_into", "profile_id")}

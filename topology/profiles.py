@@ -1,0 +1,49 @@
+"""The profile agent: strictly one input at a time per partition, it applies each record of
+profile-inputs to the profile's state (RocksDB table), judges segments and deliveries, and
+sends what came of it. The rules are in state.processing; this module only moves bytes."""
+from __future__ import annotations
+
+import logging
+
+from schemas.codec import CodecError
+from state.processing import step
+
+log = logging.getLogger(__name__)
+
+
+def register(topology) -> None:
+    app, wire, stats = topology.app, topology.wire, topology.stats
+    inputs = topology.topics["profile-inputs"]
+    outputs = {name: topology.topics[name]
+               for name in ("profile-inputs", "segment-changes", "activations")}
+    dead = topology.dead_letters
+    definitions = topology.definitions
+    profiles = topology.table("profiles", "profile")
+
+    def committed(tp) -> int | None:
+        # Faust records what it committed (the next offset to read); outbox entries below it
+        # are durable. Private attribute: Faust has no public accessor.
+        return app.consumer._committed_offset.get(tp)
+
+    @app.agent(inputs, name="profiles")
+    async def apply_inputs(stream):
+        await definitions.ready.wait()
+        async for event in stream.events():
+            message = event.message
+            try:
+                record = wire.decode_input(message.value)
+                profile_id = record["profile_id"]
+                profile, sends = step(profiles.get(profile_id), record, message.offset,
+                                      committed(message.tp), definitions.current, wire)
+            except CodecError as exc:
+                await dead.send(message, "undecodable", exc.problem)
+                continue
+            except Exception as exc:  # a bug or a bad definition: never ack it silently
+                log.exception("profile input %s[%d]@%d failed", message.topic,
+                              message.partition, message.offset)
+                await dead.send(message, "processing_error", f"{type(exc).__name__}: {exc}")
+                continue
+            profiles[profile_id] = profile
+            for out in sends:
+                await outputs[out["topic"]].send(key=out["key"].encode(), value=out["value"])
+            stats.counters["inputs_applied"] += 1

@@ -1,0 +1,34 @@
+"""The Avro codecs of every topic, bundled for the domain (state.processing.Wire)."""
+from __future__ import annotations
+
+from cjo.settings import Settings
+from schemas.codec import AvroCodec
+from topology import topics
+
+
+class AvroWire:
+    def __init__(self, settings: Settings) -> None:
+        self.codecs = {spec.name: AvroCodec(spec.schema, settings.topic(spec.name))
+                       for spec in topics.ALL}
+        self.profile = AvroCodec("profile", settings.topic("profiles-changelog"))
+        self.alias = AvroCodec("alias", settings.topic("aliases-changelog"))
+        self._event = self.codecs["events"]
+        self._input = self.codecs["profile-inputs"]
+
+    def decode_event(self, data: bytes) -> dict:
+        return self._event.decode(data)
+
+    def encode_input(self, record: dict) -> bytes:
+        return self._input.encode(record)
+
+    def decode_input(self, data: bytes) -> dict:
+        return self._input.decode(data)
+
+    def encode_profile(self, profile: dict) -> bytes:
+        return self.profile.encode(profile)
+
+    def decode_profile(self, data: bytes) -> dict:
+        return self.profile.decode(data)
+
+    def encode_output(self, topic: str, record: dict) -> bytes:
+        return self.codecs[topic].encode(record)
