@@ -62,6 +62,7 @@ class Settings:
     kafka_home: Path = field(default_factory=_default_kafka_home)
     max_event_bytes: int = 64 * 1024
     commit_interval: float = 2.8  # seconds between offset commits (Faust's default)
+    session_timeout: float = 10.0  # seconds before a silent worker's partitions move
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -78,6 +79,7 @@ class Settings:
             kafka_home=Path(env.get("CJO_KAFKA_HOME") or defaults.kafka_home),
             max_event_bytes=_int(env, "CJO_MAX_EVENT_BYTES", defaults.max_event_bytes),
             commit_interval=_float(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval),
+            session_timeout=_float(env, "CJO_SESSION_TIMEOUT", defaults.session_timeout),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -93,6 +95,7 @@ class Settings:
             "CJO_KAFKA_HOME": str(self.kafka_home),
             "CJO_MAX_EVENT_BYTES": str(self.max_event_bytes),
             "CJO_COMMIT_INTERVAL": str(self.commit_interval),
+            "CJO_SESSION_TIMEOUT": str(self.session_timeout),
         }
 
     def with_(self, **changes) -> "Settings":

@@ -33,11 +33,19 @@ class Topology:
     def table(self, name: str, schema: str) -> faust.types.TableT:
         """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are Avro
         records of `schema`: its changelog is a topic too, with a schema like every other."""
-        table = self.app.Table(name, partitions=self.settings.partitions)
-        # Faust takes a table's serializers from its key/value model types; ours are plain
-        # dicts, so set them before the store and the changelog topic are made (lazily).
+        codec = register_avro(f"{self.settings.app_id}-{schema}", schema)
+        # Faust derives a table's serializers from its key/value model types, and ours are
+        # plain dicts; so the changelog topic is declared here with the right serializers
+        # (recovery decodes through it), and the store gets them before it is made (lazily).
+        changelog = self.app.topic(
+            f"{self.settings.app_id}-{name}-changelog",
+            key_serializer="raw", value_serializer=codec,
+            partitions=self.settings.partitions, compacting=True, acks=False, internal=True,
+        )
+        table = self.app.Table(name, partitions=self.settings.partitions,
+                               changelog_topic=changelog)
         table.key_serializer = "raw"
-        table.value_serializer = register_avro(f"{self.settings.app_id}-{schema}", schema)
+        table.value_serializer = codec
         self.tables[name] = table
         return table
 
@@ -75,6 +83,9 @@ def create_app(settings: Settings) -> Topology:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=settings.commit_interval,
+        # A worker killed without leaving the group holds its partitions this long.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
