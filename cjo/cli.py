@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return _worker(argv[1:], settings)
     # The short-lived commands retry transient broker errors themselves (a fresh topic's
     # leader not yet ready); aiokafka's warnings about each retry are noise here.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     parser = argparse.ArgumentParser(prog="cjo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

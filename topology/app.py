@@ -82,6 +82,8 @@ def create_app(settings: Settings) -> Topology:
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Batch outputs for up to 5 ms: one produce request per batch, not per record.
+        producer_linger=0.005,
         broker_commit_interval=settings.commit_interval,
         # A worker killed without leaving the group holds its partitions this long.
         broker_session_timeout=settings.session_timeout,
