@@ -108,4 +108,5 @@ def _values(rng: random.Random, name: str) -> dict:
         return {"item": f"i{rng.randrange(100)}", "price": rng.randrange(500, 20000)}
     if name == "purchase":
         return {"amount": round(rng.uniform(500, 50000), 2), "items": rng.randrange(1, 6)}
-    return {"pref_cd": rng.choice(PREFS), "plan": rng.choice(["free", "standard", "premium"])}
+    pref = 13 if rng.random() < 0.3 else rng.choice(PREFS)  # Tokyo is the biggest market
+    return {"pref_cd": pref, "plan": rng.choice(["free", "standard", "premium"])}

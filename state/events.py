@@ -15,7 +15,7 @@ MAX_FIELDS = 200
 MAX_STRING = 8 * 1024
 MIN_TIME = 946_684_800_000  # 2000-01-01: older event times are clock errors
 MAX_AHEAD = 86_400_000  # event time may be at most one day after the record's timestamp
-NAME = re.compile(r"^(__)?[A-Za-z0-9][A-Za-z0-9_:-]{0,63}$")
+NAME = re.compile(r"(__)?[A-Za-z0-9][A-Za-z0-9_:-]{0,63}")  # used with fullmatch
 RESERVED = {"identify", "attribute", "__metadata", "__wakeup"}
 IDENTIFY = "identify"
 METADATA = "__metadata"
@@ -46,17 +46,17 @@ def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Reject
     if not event["event_id"]:
         return Rejection("missing_event_id", "event_id is empty")
     name = event["name"]
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         return Rejection("bad_name", f"event name {name[:80]!r} is not 1-64 letters, digits, _ : -")
     if name.startswith("__") and name not in RESERVED:
         return Rejection("reserved_name", f"event names starting with __ are reserved: {name!r}")
+    if name == "__wakeup":
+        return Rejection("reserved_name", "__wakeup events are made by the engine, not producers")
     visitor, user = event["visitor_id"], event["user_id"]
     if not visitor and not user:
         return Rejection("missing_id", "the event has neither visitor_id nor user_id")
     if name == IDENTIFY and not (visitor and user):
         return Rejection("bad_identify", "identify needs both visitor_id and user_id")
-    if name == "__wakeup":
-        return Rejection("reserved_name", "__wakeup events are made by the engine, not producers")
     expected = visitor or user
     if key_text != expected:
         return Rejection(
@@ -76,7 +76,7 @@ def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Reject
     if len(values) > MAX_FIELDS:
         return Rejection("too_many_fields", f"{len(values)} values, at most {MAX_FIELDS}")
     for field, value in values.items():
-        if not NAME.match(field):
+        if not NAME.fullmatch(field):
             return Rejection("bad_field", f"field name {field[:80]!r} is not 1-64 letters, digits, _ : -")
         if isinstance(value, str) and len(value) > MAX_STRING:
             return Rejection("value_too_long", f"field {field!r} is {len(value)} characters, at most {MAX_STRING}")

@@ -72,8 +72,10 @@ def fire_deliveries(profile: dict, event: dict, members: set, defs: DefinitionSe
         count = profile["deliveries"].get(d.id)
         if count is None:
             count = profile["deliveries"][d.id] = {"total": 0, "day": day, "day_count": 0}
-        if count["day"] != day:
+        if day > count["day"]:
             count["day"], count["day_count"] = day, 0
+        # A late event of an earlier day counts against the latest day's limit: its own
+        # day's count is no longer known, and a limit must never be exceeded.
         if d.limits_total is not None and count["total"] >= d.limits_total:
             continue
         if d.limits_per_day is not None and count["day_count"] >= d.limits_per_day:

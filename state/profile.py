@@ -79,7 +79,8 @@ def _bump(buckets: dict, name: str, index: str) -> None:
 
 
 def _prune(profile: dict) -> None:
-    """Drop window buckets older than what conditions can ask for (7 days hourly, 90 daily)."""
+    """Drop window buckets older than any window can reach (7 days hourly, 90 daily); a
+    window of `within` reads from index (now - within) // size on, so that one stays."""
     now = profile["last_seen"]
     if now is None:
         return
@@ -88,7 +89,7 @@ def _prune(profile: dict) -> None:
         oldest = now // size - kept
         for name, per_name in buckets.items():
             if len(per_name) > 1:
-                for index in [i for i in per_name if int(i) <= oldest]:
+                for index in [i for i in per_name if int(i) < oldest]:
                     del per_name[index]
 
 

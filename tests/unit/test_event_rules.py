@@ -97,9 +97,6 @@ def test_a_name_outside_the_allowed_characters_is_bad_name(name):
     assert code(b"v1", event(name=name)) == "bad_name"
 
 
-@pytest.mark.xfail(strict=True, reason="state/events.py NAME uses `$` with re.match, which "
-                   "also matches before a trailing newline, so 'view\\n' (and a field 'path\\n') "
-                   "pass check_event although they are not 1-64 letters, digits, _ : -")
 def test_a_name_with_a_trailing_newline_is_bad_name():
     assert code(b"v1", event(name="view\n")) == "bad_name"
 
