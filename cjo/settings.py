@@ -22,29 +22,18 @@ def _default_kafka_home() -> Path:
     return Path(base) / "cjo" / "kafka"
 
 
-def _int(env: dict, name: str, default: int) -> int:
+def _positive(env: dict, name: str, default, kind=int):
+    """A positive number from the environment (int or float, as `kind`), else `default`."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    what = "an integer" if kind is int else "a number"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected an integer") from None
+        raise ValueError(f"{name}={raw!r}: expected {what}") from None
     if value <= 0:
-        raise ValueError(f"{name}={raw!r}: expected a positive integer")
-    return value
-
-
-def _float(env: dict, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number") from None
-    if value <= 0:
-        raise ValueError(f"{name}={raw!r}: expected a positive number")
+        raise ValueError(f"{name}={raw!r}: expected a positive {what.split()[-1]}")
     return value
 
 
@@ -72,14 +61,14 @@ class Settings:
             app_id=env.get("CJO_APP_ID") or defaults.app_id,
             broker_url=env.get("CJO_BROKER") or defaults.broker_url,
             data_dir=Path(env.get("CJO_DATA_DIR") or defaults.data_dir),
-            partitions=_int(env, "CJO_PARTITIONS", defaults.partitions),
-            web_port=_int(env, "CJO_WEB_PORT", defaults.web_port),
+            partitions=_positive(env, "CJO_PARTITIONS", defaults.partitions),
+            web_port=_positive(env, "CJO_WEB_PORT", defaults.web_port),
             log_level=env.get("CJO_LOG_LEVEL") or defaults.log_level,
             kafka_version=env.get("CJO_KAFKA_VERSION") or defaults.kafka_version,
             kafka_home=Path(env.get("CJO_KAFKA_HOME") or defaults.kafka_home),
-            max_event_bytes=_int(env, "CJO_MAX_EVENT_BYTES", defaults.max_event_bytes),
-            commit_interval=_float(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval),
-            session_timeout=_float(env, "CJO_SESSION_TIMEOUT", defaults.session_timeout),
+            max_event_bytes=_positive(env, "CJO_MAX_EVENT_BYTES", defaults.max_event_bytes),
+            commit_interval=_positive(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval, float),
+            session_timeout=_positive(env, "CJO_SESSION_TIMEOUT", defaults.session_timeout, float),
         )
 
     def to_env(self) -> dict[str, str]:
