@@ -15,6 +15,7 @@ from topology import topics
 from topology.codecs import register_avro
 from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
+from topology.faust_fixes import App
 from topology.stats import WorkerStats
 from topology.wire import AvroWire
 
@@ -72,7 +73,7 @@ def logging_config(level: str) -> dict:
 def create_app(settings: Settings) -> Topology:
     datadir = settings.worker_dir
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=settings.broker_url,
         store="rocksdb://",

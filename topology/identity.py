@@ -11,6 +11,7 @@ import logging
 
 from schemas.codec import CodecError
 from state.events import IDENTIFY, canonical_id, check_event, check_size
+from topology.faust_fixes import fail_stop
 
 log = logging.getLogger(__name__)
 
@@ -42,42 +43,47 @@ def register(topology) -> None:
     @app.agent(events, name="identity")
     async def identity(stream):
         async for event in stream.events():
-            message = event.message
-            rejected = check_size(message.value, topology.settings.max_event_bytes)
-            if rejected is None:
-                try:
-                    record = wire.decode_event(message.value)
-                except CodecError as exc:
-                    await dead.send(message, "undecodable", exc.problem)
-                    continue
-                rejected = check_event(message.key, record, int(message.timestamp * 1000))
-            if rejected is not None:
-                await dead.send(message, rejected.code, rejected.reason)
-                continue
-            stats.counters["events_in"] += 1
-            visitor, offset = record["visitor_id"], message.offset
-            if record["name"] == IDENTIFY:
-                member = record["user_id"]
-                alias = aliases.get(visitor)
-                if member_at(alias, offset) == member:
-                    await forward("event", member, message)  # identified before: no merge
-                    continue
-                entries = list((alias or {}).get("entries", ()))
-                if not any(e["since_offset"] == offset for e in entries):
-                    entries.append({"since_offset": offset, "member": member})
-                # Written on every pass, so a replay also re-sends the changelog record.
-                aliases[visitor] = {"entries": entries}
-                merge_id = f"{visitor}>{member}@{message.partition}:{offset}"
-                # The barrier first, to the member, before any later event routed to it ...
-                await forward("identify", member, message, visitor_id=visitor,
-                              merge_id=merge_id)
-                # ... and the hand-over through the visitor's partition, behind its events.
-                await forward("merge_out", visitor, message, event=None, visitor_id=visitor,
-                              member_id=member, merge_id=merge_id)
-                stats.counters["identifies"] += 1
-                continue
-            if record["user_id"]:
-                await forward("event", record["user_id"], message)
-            else:
-                target = member_at(aliases.get(visitor), offset) or canonical_id(record)
-                await forward("event", target, message)
+            try:
+                await route(event.message)
+            except Exception as exc:  # not the event's fault (bad input is dead-lettered)
+                fail_stop(event.message, exc)
+
+    async def route(message) -> None:
+        rejected = check_size(message.value, topology.settings.max_event_bytes)
+        if rejected is None:
+            try:
+                record = wire.decode_event(message.value)
+            except CodecError as exc:
+                await dead.send(message, "undecodable", exc.problem)
+                return
+            rejected = check_event(message.key, record, int(message.timestamp * 1000))
+        if rejected is not None:
+            await dead.send(message, rejected.code, rejected.reason)
+            return
+        stats.counters["events_in"] += 1
+        visitor, offset = record["visitor_id"], message.offset
+        if record["name"] == IDENTIFY:
+            member = record["user_id"]
+            alias = aliases.get(visitor)
+            if member_at(alias, offset) == member:
+                await forward("event", member, message)  # identified before: no merge
+                return
+            entries = list((alias or {}).get("entries", ()))
+            if not any(e["since_offset"] == offset for e in entries):
+                entries.append({"since_offset": offset, "member": member})
+            # Written on every pass, so a replay also re-sends the changelog record.
+            aliases[visitor] = {"entries": entries}
+            merge_id = f"{visitor}>{member}@{message.partition}:{offset}"
+            # The barrier first, to the member, before any later event routed to it ...
+            await forward("identify", member, message, visitor_id=visitor,
+                          merge_id=merge_id)
+            # ... and the hand-over through the visitor's partition, behind its events.
+            await forward("merge_out", visitor, message, event=None, visitor_id=visitor,
+                          member_id=member, merge_id=merge_id)
+            stats.counters["identifies"] += 1
+            return
+        if record["user_id"]:
+            await forward("event", record["user_id"], message)
+        else:
+            target = member_at(aliases.get(visitor), offset) or canonical_id(record)
+            await forward("event", target, message)

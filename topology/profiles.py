@@ -7,6 +7,7 @@ import logging
 
 from schemas.codec import CodecError
 from state.processing import step
+from topology.faust_fixes import fail_stop
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,10 @@ def register(topology) -> None:
                               message.partition, message.offset)
                 await dead.send(message, "processing_error", f"{type(exc).__name__}: {exc}")
                 continue
-            profiles[profile_id] = profile
-            for out in sends:
-                await outputs[out["topic"]].send(key=out["key"].encode(), value=out["value"])
+            try:
+                profiles[profile_id] = profile
+                for out in sends:
+                    await outputs[out["topic"]].send(key=out["key"].encode(), value=out["value"])
+            except Exception as exc:  # not the input's fault: never ack it
+                fail_stop(message, exc)
             stats.counters["inputs_applied"] += 1

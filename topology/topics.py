@@ -19,6 +19,13 @@ class TopicSpec:
     key: str  # what the key holds, for the docs
     compacted: bool = False
     partitions: int | None = None  # None: the app's partition count
+    table: str | None = None  # the changelog of this Faust table
+
+    def topic_name(self, settings: Settings) -> str:
+        # Faust names changelogs "<app>-<table>-changelog"; ours are "<app>.<name>".
+        if self.table:
+            return f"{settings.app_id}-{self.table}-changelog"
+        return settings.topic(self.name)
 
 
 EVENTS = TopicSpec("events", "event", "producer's id: visitor id, else user id")
@@ -30,7 +37,12 @@ DEAD_LETTERS = TopicSpec("dead-letters", "dead_letter", "the bad record's own ke
 DEFINITIONS = TopicSpec("definitions", "definition", "kind:id", compacted=True, partitions=1)
 
 ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, DEAD_LETTERS, DEFINITIONS)
-BY_NAME = {spec.name: spec for spec in ALL}
+# Created up front too: a worker that writes a table before its own client has seen the new
+# changelog topic stops with PartitionsMismatch ("the changelog topic has 0 partitions").
+CHANGELOGS = (
+    TopicSpec("profiles-changelog", "profile", "profile id", compacted=True, table="profiles"),
+    TopicSpec("aliases-changelog", "alias", "visitor id", compacted=True, table="aliases"),
+)
 
 
 def topic_config(spec: TopicSpec) -> dict[str, str]:
@@ -46,19 +58,19 @@ async def _ensure(settings: Settings, specs) -> list[str]:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
-                settings.topic(s.name),
+                s.topic_name(settings),
                 num_partitions=s.partitions or settings.partitions,
                 replication_factor=1,
                 topic_configs=topic_config(s),
             )
             for s in specs
-            if settings.topic(s.name) not in existing
+            if s.topic_name(settings) not in existing
         ]
         if wanted:
             await admin.create_topics(wanted)
     finally:
         await admin.close()
-    await _wait_for_leaders(settings, [settings.topic(s.name) for s in specs])
+    await _wait_for_leaders(settings, [s.topic_name(settings) for s in specs])
     return [t.name for t in wanted]
 
 
@@ -95,7 +107,7 @@ def _tp(topic: str, partition: int):
     return TopicPartition(topic, partition)
 
 
-def ensure_topics(settings: Settings, specs=ALL) -> list[str]:
+def ensure_topics(settings: Settings, specs=ALL + CHANGELOGS) -> list[str]:
     """Create the missing topics; returns the names created."""
     return asyncio.run(_ensure(settings, specs))
 

@@ -10,8 +10,9 @@ class AvroWire:
     def __init__(self, settings: Settings) -> None:
         self.codecs = {spec.name: AvroCodec(spec.schema, settings.topic(spec.name))
                        for spec in topics.ALL}
-        self.profile = AvroCodec("profile", settings.topic("profiles-changelog"))
-        self.alias = AvroCodec("alias", settings.topic("aliases-changelog"))
+        profiles, aliases = topics.CHANGELOGS
+        self.profile = AvroCodec("profile", profiles.topic_name(settings))
+        self.alias = AvroCodec("alias", aliases.topic_name(settings))
         self._event = self.codecs["events"]
         self._input = self.codecs["profile-inputs"]
 
