@@ -49,6 +49,12 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker has used (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
