@@ -83,7 +83,8 @@ def _validate(args, settings: Settings) -> int:
     except (OSError, DefinitionError) as exc:
         print(f"{args.file}: invalid\n{exc}", file=sys.stderr)
         return 1
-    print(f"{args.file}: {len(defs.segments)} segments, {len(defs.deliveries)} deliveries: valid")
+    print(f"{args.file}: {len(defs.segments)} segments, {len(defs.deliveries)} deliveries, "
+          f"{len(defs.journeys)} journeys: valid")
     return 0
 
 

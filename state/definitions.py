@@ -12,24 +12,27 @@
         variants:                           # optional; default: one variant "default"
           - {id: a, weight: 50, payload: {banner: spring}}
           - {id: b, weight: 50, payload: {banner: summer}}
-    journeys: [...]                         # passed through untouched (journey module)
+    journeys: [...]                         # see state/journey_definitions.py
 
 A file is applied over the definitions applied before it (same id replaces). Validation
 reports every problem at once, each with its path, so that one round trip fixes a file.
 The definitions travel on a compacted topic as one record per item (`to_records`); a reader
-rebuilds and re-validates them with `from_records`.
+rebuilds and re-validates them with `from_records`. Journeys are versioned: a profile stays on
+the version it entered with, so every version is kept (`journey_versions`).
 """
 from __future__ import annotations
 
 import hashlib
 import heapq
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 import yaml
 
 from state.conditions import (EVENT_REFERENCES, ID, Comparison, Condition, ConditionError,
                               InSegment, parse_condition, referenced_segments, to_source, walk)
+from state.journeys import Journey
 
 TOP_KEYS = ("segments", "deliveries", "journeys")
 SEGMENT_KEYS = ("id", "description", "condition")
@@ -67,7 +70,14 @@ class Delivery:
 class DefinitionSet:
     segments: tuple[Segment, ...] = ()  # dependency order: after every segment referenced
     deliveries: tuple[Delivery, ...] = ()
-    raw_journeys: tuple[dict, ...] = ()  # validated by the journey module, not here
+    journeys: tuple[Journey, ...] = ()  # the latest version of each, in the order applied
+    # Every version of each journey by number (the latest included).
+    journey_versions: dict[str, dict[int, Journey]] = field(default_factory=dict)
+
+    @property
+    def raw_journeys(self) -> tuple[dict, ...]:
+        """The plain-JSON bodies of `journeys`, as they travel on the definitions topic."""
+        return tuple(_journey_module().journey_source(j) for j in self.journeys)
 
 
 class DefinitionError(ValueError):
@@ -91,11 +101,13 @@ def load_definitions(source: str | dict, existing: DefinitionSet | None = None) 
             errors.append((str(key), f"unknown top-level key (allowed: {', '.join(TOP_KEYS)})"))
     raw_segments = _list(doc, "segments", errors)
     raw_deliveries = _list(doc, "deliveries", errors)
-    journeys = tuple(_list(doc, "journeys", errors))
+    raw_journeys = _list(doc, "journeys", errors)
 
     # Ids first, so that a broken item's id still counts as known for references.
     segment_ids = _ids(raw_segments, "segments", "segment", errors)
     _ids(raw_deliveries, "deliveries", "delivery", errors)
+    # Only duplicates: parse_journey reports a journey's missing or malformed id itself.
+    journey_ids = _ids(raw_journeys, "journeys", "journey", errors, shape=False)
     known = {s.id for s in existing.segments} | set(segment_ids)
 
     segments = {}  # file position -> Segment
@@ -112,11 +124,15 @@ def load_definitions(source: str | dict, existing: DefinitionSet | None = None) 
 
     merged = _merge(existing.segments, segments.values())
     errors += _cycles(merged, {s.id: f"segments[{i}].condition" for i, s in segments.items()})
+    # A jump may lead to any journey of this file or applied before (this one included).
+    jumps = set(journey_ids) | set(existing.journey_versions)
+    journeys = _journeys(raw_journeys, known, jumps, errors)
     if errors:
         raise DefinitionError(errors)
+    latest, versions = _versions(existing, journeys)
     return DefinitionSet(segments=_dependency_order(merged),
                          deliveries=_merge(existing.deliveries, deliveries),
-                         raw_journeys=_merge_journeys(existing.raw_journeys, journeys))
+                         journeys=latest, journey_versions=versions)
 
 
 def _document(source) -> dict:
@@ -143,17 +159,18 @@ def _list(doc: dict, key: str, errors) -> list:
     return value
 
 
-def _ids(items: list, where: str, kind: str, errors) -> list[str]:
-    """The valid ids in file order; reports missing, malformed and duplicate ids."""
+def _ids(items: list, where: str, kind: str, errors, shape: bool = True) -> list[str]:
+    """The valid ids in file order; reports duplicate ids, and missing and malformed ones
+    unless `shape` is false (when the item's own parser reports those)."""
     first: dict[str, str] = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue  # reported by the item's own check
         path = f"{where}[{i}].id"
-        if "id" not in item:
-            errors.append((path, f"missing: every {kind} needs an id"))
-        elif not _valid_id(item["id"]):
-            errors.append((path, _bad_id(item["id"])))
+        if "id" not in item or not _valid_id(item["id"]):
+            if shape:
+                errors.append((path, f"missing: every {kind} needs an id"
+                               if "id" not in item else _bad_id(item["id"])))
         elif item["id"] in first:
             errors.append((path, f"duplicate {kind} id {item['id']!r} "
                                  f"(also at {first[item['id']]})"))
@@ -299,13 +316,45 @@ def _merge(old: Iterable, new: Iterable) -> tuple:
     return tuple(items.values())
 
 
-def _merge_journeys(old: tuple, new: tuple) -> tuple:
-    """Journeys are opaque here; merge them by id like the other items when they have one."""
-    merged = {("id", j["id"]) if isinstance(j, dict) and "id" in j else ("at", i): j
-              for i, j in enumerate(old)}
-    for i, j in enumerate(new):
-        merged[("id", j["id"]) if isinstance(j, dict) and "id" in j else ("new", i)] = j
-    return tuple(merged.values())
+def _journey_module():
+    # Imported when used: state.journey_definitions imports DefinitionError from here.
+    from state import journey_definitions
+    return journey_definitions
+
+
+def _journeys(raw: list, segments: set[str], journeys: set[str], errors) -> list[Journey]:
+    """Each journey of the file (as version 1; `_versions` numbers them), or its errors."""
+    parse_journey = _journey_module().parse_journey
+    parsed = []
+    for i, item in enumerate(raw):
+        try:
+            parsed.append(parse_journey(item, 1, f"journeys[{i}]", segments, journeys))
+        except DefinitionError as exc:
+            errors += exc.errors
+    return parsed
+
+
+def _versions(existing: DefinitionSet, loaded: list[Journey]):
+    """The latest journeys and every version: a changed journey becomes a new version."""
+    versions = {jid: dict(by_number) for jid, by_number in existing.journey_versions.items()}
+    latest = []
+    for journey in loaded:
+        known = versions.setdefault(journey.id, {})
+        journey = _next_version(journey, known)
+        known[journey.version] = journey
+        latest.append(journey)
+    return _merge(existing.journeys, latest), versions
+
+
+def _next_version(journey: Journey, known: dict[int, Journey]) -> Journey:
+    """The latest version when the journey is the same, else one more than the latest."""
+    if not known:
+        return replace(journey, version=1)
+    top = max(known)
+    # Compared as parsed, not as text: "7d" and "168h", or reordered keys, change nothing.
+    if replace(journey, version=top) == known[top]:
+        return known[top]
+    return replace(journey, version=top + 1)
 
 
 def _references(cond: Condition) -> list[str]:
@@ -374,37 +423,122 @@ def _dependency_order(segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
 # ---------------------------------------------------------------- records
 
 
-def to_records(defs: DefinitionSet) -> list[tuple[str, dict]]:
-    """One (key, plain-JSON definition) per item, for the compacted definitions topic."""
+def to_records(defs: DefinitionSet, all_versions: bool = False) -> list[tuple[str, dict]]:
+    """One (key, plain-JSON definition) per item, for the compacted definitions topic; with
+    `all_versions`, also every journey version under its own key `journey:<id>:v<N>`."""
+    source = _journey_module().journey_source
     records = [(f"segment:{s.id}", _segment_source(s)) for s in defs.segments]
     records += [(f"delivery:{d.id}", _delivery_source(d)) for d in defs.deliveries]
-    records += [(f"journey:{j.get('id')}", j) for j in defs.raw_journeys]
+    records += [(f"journey:{j.id}", source(j)) for j in defs.journeys]
+    if all_versions:
+        records += [(f"journey:{jid}:v{n}", source(j))
+                    for jid, by_number in defs.journey_versions.items()
+                    for n, j in sorted(by_number.items())]
     return records
 
 
+_JOURNEY_VERSION = re.compile(r"v([1-9][0-9]*)")
+
+
 def from_records(records: Iterable[tuple[str, dict | None]]) -> DefinitionSet:
-    """Rebuild (and re-validate) definitions from records; a None value deletes its key."""
+    """Rebuild (and re-validate) definitions from records; a None value deletes its key.
+
+    Journey keys are `journey:<id>:v<N>` (one per version, all kept) or, as written before
+    versions, `journey:<id>`: version 1, and ignored once the journey has versioned keys.
+    """
     latest: dict[str, dict | None] = {}
     errors = []
     for key, value in records:
         kind, _, rid = key.partition(":")
+        jid, sep, version = rid.partition(":") if kind == "journey" else (rid, "", "")
         if kind not in ("segment", "delivery", "journey"):
             errors.append((key, "unknown record kind (expected segment:, delivery: or "
                                 "journey:)"))
+        elif sep and not _JOURNEY_VERSION.fullmatch(version):
+            errors.append((key, "expected journey:<id> or journey:<id>:v<N> (N from 1)"))
         elif value is not None and not isinstance(value, dict):
             errors.append((key, f"expected a mapping, got {type(value).__name__}"))
-        elif value is not None and kind != "journey" and value.get("id") != rid:
+        elif value is not None and value.get("id") != jid:
             errors.append((key, f"the record's definition has id {value.get('id')!r}"))
         latest.pop(key, None)  # a rewritten key moves to its latest position
         latest[key] = value
     if errors:
         raise DefinitionError(errors)
-    doc: dict[str, list] = {"segments": [], "deliveries": [], "journeys": []}
-    plural = {"segment": "segments", "delivery": "deliveries", "journey": "journeys"}
+    doc: dict[str, list] = {"segments": [], "deliveries": []}
+    plural = {"segment": "segments", "delivery": "deliveries"}
     for key, value in latest.items():
-        if value is not None:
+        if value is not None and not key.startswith("journey:"):
             doc[plural[key.partition(":")[0]]].append(value)
-    return load_definitions(doc)
+    return _with_journey_versions(doc, _journey_bodies(latest))
+
+
+def _journey_bodies(latest: dict[str, dict | None]) -> dict[str, dict[int, tuple[str, dict]]]:
+    """{journey id: {version: (record key, body)}}, ordered by each latest version's record."""
+    versioned: dict[str, dict[int, tuple[str, dict]]] = {}
+    unversioned: dict[str, tuple[str, dict]] = {}
+    for key, value in latest.items():
+        _, _, rid = key.partition(":")
+        jid, _, version = rid.partition(":")
+        if not key.startswith("journey:") or value is None:
+            continue
+        if version:
+            versioned.setdefault(jid, {})[int(version[1:])] = (key, value)
+        else:
+            unversioned[jid] = (key, value)
+    bodies = {jid: {1: record} for jid, record in unversioned.items() if jid not in versioned}
+    bodies.update(versioned)
+    position = {key: i for i, key in enumerate(latest)}
+
+    def written(item) -> int:  # where the journey's latest version was written
+        by_number = item[1]
+        return position[by_number[max(by_number)][0]]
+
+    return dict(sorted(bodies.items(), key=written))
+
+
+def _with_journey_versions(doc: dict, bodies: dict[str, dict[int, tuple[str, dict]]]):
+    """Load `doc` with the latest journey versions, then check and add the older ones."""
+    doc["journeys"] = [by_number[max(by_number)][1] for by_number in bodies.values()]
+    errors: list[tuple[str, str]] = []
+    try:
+        defs = load_definitions(doc)
+    except DefinitionError as exc:
+        # Name the record rather than its place in a list that only this function made.
+        keys = [by_number[max(by_number)][0] for by_number in bodies.values()]
+        errors += [(_relabel(path, keys), problem) for path, problem in exc.errors]
+    versions = _old_versions(bodies, errors)
+    if errors:
+        raise DefinitionError(errors)
+    latest = tuple(replace(j, version=max(bodies[j.id])) for j in defs.journeys)
+    for journey in latest:
+        versions.setdefault(journey.id, {})[journey.version] = journey
+    return replace(defs, journeys=latest,
+                   journey_versions={jid: versions[jid] for jid in bodies})
+
+
+def _old_versions(bodies: dict[str, dict[int, tuple[str, dict]]],
+                  errors) -> dict[str, dict[int, Journey]]:
+    """Every version but the latest of each journey, in version order."""
+    parse_journey = _journey_module().parse_journey
+    versions: dict[str, dict[int, Journey]] = {}
+    for jid, by_number in bodies.items():
+        versions[jid] = {}
+        for n, (key, body) in sorted(by_number.items())[:-1]:
+            # Old versions skip the reference checks: a segment or journey that an old
+            # version used may be gone, and must not invalidate the definitions of today.
+            try:
+                versions[jid][n] = parse_journey(body, n, key, check_references=False)
+            except DefinitionError as exc:
+                errors += exc.errors
+    return versions
+
+
+def _relabel(path: str, keys: list[str]) -> str:
+    """journeys[2].stages[0] -> journey:<id>:v<N>.stages[0], after the record's key."""
+    match = re.match(r"journeys\[([0-9]+)\]", path)
+    if match is None:
+        return path
+    return keys[int(match.group(1))] + path[match.end():]
 
 
 def _segment_source(s: Segment) -> dict:

@@ -14,18 +14,24 @@ The rules that make the promises hold:
   `buffered` until the visitor's state (`merge_in`) arrives, travelling through the visitor's
   own partition after all of the visitor's earlier events (`merge_out`). Then the state is
   folded in and the waiting inputs are applied in order.
+- **Waits come back in order.** A journey wait is due at a time; the worker's timer sends a
+  `wakeup` input to the profile's own partition, so it is applied in order with the profile's
+  events. It names the step entry (`seq`) it was set for: a stale or repeated wake-up changes
+  nothing (and, like any repeated input, resends the outbox). `waits(profile)` is what the
+  due-time index must hold for the profile after each step.
 """
 from __future__ import annotations
 
 from typing import Protocol
 
 from state.definitions import DefinitionSet
+from state.journey_machine import advance
 from state.judging import Output, fire_deliveries, judge_segments, leave_all_segments
 from state.profile import fold_visitor, new_profile, record_event
 
 PROFILE_INPUTS = "profile-inputs"
 STATS = ("first_seen", "last_seen", "counts", "hourly", "daily", "last_time", "last",
-         "aggregates", "request", "segments", "deliveries")
+         "aggregates", "request", "segments", "deliveries", "journeys")
 
 
 class Wire(Protocol):
@@ -57,7 +63,9 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
 
     sends: list[dict] = []
     kind = record["kind"]
-    if kind == "merge_in":
+    if kind == "wakeup":
+        _wake(profile, record, offset, defs, wire, sends)
+    elif kind == "merge_in":
         _merge_in(profile, record, offset, defs, wire, sends)
     elif kind == "merge_out":
         _merge_out(profile, record, offset, wire, sends)
@@ -80,6 +88,10 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
 def _already_applied(profile: dict, record: dict) -> bool:
     if record["kind"] == "merge_in":
         return record["merge_id"] in profile["merges_done"]
+    if record["kind"] == "wakeup":
+        state = profile["journeys"].get(record["journey"])
+        return not (state and state["status"] == "active" and state["seq"] == record["seq"]
+                    and state["due"] is not None)
     partition = str(record["source_partition"])
     if profile["positions"].get(partition, -1) >= record["source_offset"]:
         return True
@@ -93,7 +105,27 @@ def _apply_event(profile, record, offset, defs, wire, sends) -> None:
     source = source_of(record)
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"])
     outputs += fire_deliveries(profile, event, members, defs, source)
+    outputs += advance(profile, defs.journey_versions, _latest(defs), event, members,
+                       event["time"], source, event["event_id"])
     _emit(profile, source, offset, outputs, wire, sends)
+
+
+def _wake(profile, record, offset, defs, wire, sends) -> None:
+    journey, seq, due = record["journey"], record["seq"], record["due"]
+    source = f"wakeup:{journey}:{seq}"
+    outputs = advance(profile, defs.journey_versions, _latest(defs), None,
+                      set(profile["segments"]), due, source, source, wakeup=(journey, seq))
+    _emit(profile, source, offset, outputs, wire, sends)
+
+
+def _latest(defs: DefinitionSet) -> dict:
+    return {j.id: j for j in defs.journeys}
+
+
+def waits(profile: dict) -> set[tuple[str, int, int]]:
+    """(journey, seq, due) of every wait the profile is in: the due-time index's entries."""
+    return {(jid, s["seq"], s["due"]) for jid, s in profile["journeys"].items()
+            if s["status"] == "active" and s["due"] is not None}
 
 
 def _merge_out(profile, record, offset, wire, sends) -> None:

@@ -30,6 +30,7 @@ def new_profile(profile_id: str) -> dict:
         "pending_merges": [],
         "buffered": [],
         "outbox": [],
+        "journeys": {},
     }
 
 
@@ -96,7 +97,8 @@ def _prune(profile: dict) -> None:
 def fold_visitor(member: dict, visitor: dict) -> None:
     """Merge a visitor's history into the member (identify). Counts and windows add up, first
     and last seen widen, latest values come from whichever side saw that event name last
-    (the member on a tie), aggregates combine, delivery counters add up."""
+    (the member on a tie), aggregates combine, delivery counters add up, and journeys only the
+    visitor was in carry over with their positions (the member keeps its own otherwise)."""
     for key, pick in (("first_seen", min), ("last_seen", max)):
         values = [v for v in (member[key], visitor[key]) if v is not None]
         member[key] = pick(values) if values else None
@@ -127,6 +129,9 @@ def fold_visitor(member: dict, visitor: dict) -> None:
                 m["n"] += agg["n"]
                 m["min"] = min(m["min"], agg["min"])
                 m["max"] = max(m["max"], agg["max"])
+    for journey, state in visitor["journeys"].items():
+        # The member keeps its own position; journeys only the visitor was in carry over.
+        member["journeys"].setdefault(journey, state)
     for delivery, c in visitor["deliveries"].items():
         mine = member["deliveries"].get(delivery)
         if mine is None:

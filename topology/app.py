@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import faust
 
+from cjo.clock import Clock
 from cjo.settings import Settings
 from topology import topics
 from topology.codecs import register_avro
@@ -29,6 +30,7 @@ class Topology:
     stats: WorkerStats
     dead_letters: DeadLetters
     definitions: DefinitionsFollower
+    clock: Clock
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
 
     def table(self, name: str, schema: str) -> faust.types.TableT:
@@ -113,6 +115,7 @@ def create_app(settings: Settings) -> Topology:
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,
         dead_letters=DeadLetters(declared["dead-letters"], wire.codecs["dead-letters"], stats),
         definitions=DefinitionsFollower(settings),
+        clock=Clock(),
     )
 
     from topology import identity, profiles, views

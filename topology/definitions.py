@@ -1,5 +1,7 @@
-"""Definitions (segments, deliveries) live on a compacted topic; every worker follows it and
-swaps in the new set without a restart. `apply_file` is what `cjo apply` runs."""
+"""Definitions (segments, deliveries, journeys) live on a compacted topic; every worker
+follows it and swaps in the new set without a restart. Every journey version stays on the topic
+(key journey:<id>:v<N>): a profile stays on the version it entered with. `apply_file` is what
+`cjo apply` runs."""
 from __future__ import annotations
 
 import asyncio
@@ -89,8 +91,9 @@ class DefinitionsFollower:
                       exc)
             return
         self.versions = {k: d["version"] for k, d in latest.items()}
-        log.info("definitions: %d segments, %d deliveries", len(self.current.segments),
-                 len(self.current.deliveries))
+        log.info("definitions: %d segments, %d deliveries, %d journeys",
+                 len(self.current.segments), len(self.current.deliveries),
+                 len(self.current.journeys))
 
 
 async def apply_definitions(settings: Settings, source) -> list[tuple[str, int]]:
@@ -103,13 +106,16 @@ async def apply_definitions(settings: Settings, source) -> list[tuple[str, int]]
     codec = _codec(settings)
     now = int(time.time() * 1000)
     changed = []
-    for key, body in to_records(merged):
+    for key, body in to_records(merged, all_versions=True):
+        kind, _, rest = key.partition(":")
+        if kind == "journey" and ":" not in rest:
+            continue  # journeys go under versioned keys, so every version stays on the topic
         old = latest.get(key)
         text = json.dumps(body, sort_keys=True)
         if old is not None and json.dumps(json.loads(old["body"]), sort_keys=True) == text:
             continue
-        kind, _, item_id = key.partition(":")
-        version = (old["version"] + 1) if old else 1
+        item_id, _, number = rest.partition(":v")
+        version = int(number) if number else (old["version"] + 1 if old else 1)
         changed.append((key, codec.encode({"kind": kind, "id": item_id, "version": version,
                                            "body": text, "applied_at": now}), version))
     if changed:

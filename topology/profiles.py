@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from schemas.codec import CodecError
-from state.processing import step
+from state.processing import step, waits
+from topology.wakeups import WakeupTimer, index_key, sync_index
 from topology.faust_fixes import fail_stop
 
 log = logging.getLogger(__name__)
@@ -15,11 +16,15 @@ log = logging.getLogger(__name__)
 def register(topology) -> None:
     app, wire, stats = topology.app, topology.wire, topology.stats
     inputs = topology.topics["profile-inputs"]
-    outputs = {name: topology.topics[name]
-               for name in ("profile-inputs", "segment-changes", "activations")}
+    outputs = {name: topology.topics[name] for name in
+               ("profile-inputs", "segment-changes", "activations", "journey-transitions")}
     dead = topology.dead_letters
     definitions = topology.definitions
     profiles = topology.table("profiles", "profile")
+    index = topology.table("wakeups", "wakeup")
+    clock = topology.clock
+    timer = WakeupTimer(topology, index, clock)
+    app.timer(timer.interval)(timer.tick)
 
     def committed(tp) -> int | None:
         # Faust records what it committed (the next offset to read); outbox entries below it
@@ -34,7 +39,9 @@ def register(topology) -> None:
             try:
                 record = wire.decode_input(message.value)
                 profile_id = record["profile_id"]
-                profile, sends = step(profiles.get(profile_id), record, message.offset,
+                current = profiles.get(profile_id)
+                before = waits(current) if current else set()
+                profile, sends = step(current, record, message.offset,
                                       committed(message.tp), definitions.current, wire)
             except CodecError as exc:
                 await dead.send(message, "undecodable", exc.problem)
@@ -46,6 +53,11 @@ def register(topology) -> None:
                 continue
             try:
                 profiles[profile_id] = profile
+                sync_index(index, before, profile)
+                if record["kind"] == "wakeup":
+                    index.pop(index_key(profile_id, record["journey"], record["seq"],
+                                        record["due"]), None)
+                    stats.observe_wakeup(clock.now_ms() - record["due"])
                 for out in sends:
                     await outputs[out["topic"]].send(key=out["key"].encode(), value=out["value"])
             except Exception as exc:  # not the input's fault: never ack it

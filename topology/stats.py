@@ -8,10 +8,19 @@ class WorkerStats:
     def __init__(self) -> None:
         self.dead_letters: Counter = Counter()  # by reason code
         self.counters: Counter = Counter()
+        self.wakeup_delays: list[int] = []  # ms from due time to applied, recent ones
+
+    def observe_wakeup(self, delay_ms: int) -> None:
+        self.wakeup_delays.append(delay_ms)
+        del self.wakeup_delays[:-10_000]
 
     def as_dict(self) -> dict:
+        delays = sorted(self.wakeup_delays)
         return {
             "dead_letters": dict(self.dead_letters),
             "dead_letters_total": sum(self.dead_letters.values()),
+            "wakeups_applied": len(delays),
+            "wakeup_delay_ms": {"median": delays[len(delays) // 2], "max": delays[-1]}
+            if delays else None,
             **dict(self.counters),
         }

@@ -32,16 +32,20 @@ EVENTS = TopicSpec("events", "event", "producer's id: visitor id, else user id")
 PROFILE_INPUTS = TopicSpec("profile-inputs", "profile_input", "canonical profile id")
 SEGMENT_CHANGES = TopicSpec("segment-changes", "segment_change", "profile id")
 ACTIVATIONS = TopicSpec("activations", "activation", "profile id")
+JOURNEY_TRANSITIONS = TopicSpec("journey-transitions", "journey_transition", "profile id")
 DEAD_LETTERS = TopicSpec("dead-letters", "dead_letter", "the bad record's own key")
 # One partition: workers see definitions in the order they were applied.
 DEFINITIONS = TopicSpec("definitions", "definition", "kind:id", compacted=True, partitions=1)
 
-ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, DEAD_LETTERS, DEFINITIONS)
+ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, JOURNEY_TRANSITIONS, DEAD_LETTERS,
+       DEFINITIONS)
 # Created up front too: a worker that writes a table before its own client has seen the new
 # changelog topic stops with PartitionsMismatch ("the changelog topic has 0 partitions").
 CHANGELOGS = (
     TopicSpec("profiles-changelog", "profile", "profile id", compacted=True, table="profiles"),
     TopicSpec("aliases-changelog", "alias", "visitor id", compacted=True, table="aliases"),
+    TopicSpec("wakeups-changelog", "wakeup", "due:profile:journey:seq", compacted=True,
+              table="wakeups"),
 )
 
 

@@ -10,7 +10,7 @@ class AvroWire:
     def __init__(self, settings: Settings) -> None:
         self.codecs = {spec.name: AvroCodec(spec.schema, settings.topic(spec.name))
                        for spec in topics.ALL}
-        profiles, aliases = topics.CHANGELOGS
+        profiles, aliases, _ = topics.CHANGELOGS
         self.profile = AvroCodec("profile", profiles.topic_name(settings))
         self.alias = AvroCodec("alias", aliases.topic_name(settings))
         self._event = self.codecs["events"]

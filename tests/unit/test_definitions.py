@@ -29,7 +29,9 @@ deliveries:
     segment: tokyo_buyers
     trigger: {event.name: {eq: purchase}}
 journeys:
-  - {id: onboarding, stages: []}
+  - id: onboarding
+    entry: {segment: tokyo}
+    stages: [{id: welcome, steps: [{id: bye, kind: end}]}]
 """
 
 
@@ -67,8 +69,10 @@ def test_a_delivery_without_variants_has_one_default_variant():
     assert welcome.variants == (Variant("default", 100, {}),)
 
 
-def test_journeys_are_passed_through_untouched():
-    assert load(EXAMPLE).raw_journeys == ({"id": "onboarding", "stages": []},)
+def test_journeys_are_loaded_and_keep_their_plain_bodies():
+    assert load(EXAMPLE).raw_journeys == ({"id": "onboarding", "entry": {"segment": "tokyo"},
+                                           "stages": [{"id": "welcome", "steps": [
+                                               {"id": "bye", "kind": "end"}]}]},)
 
 
 def test_an_already_parsed_mapping_loads_like_yaml_text():
@@ -124,13 +128,18 @@ def test_an_item_with_the_same_id_replaces_the_one_applied_before_in_its_place()
         segments:
           - {id: tokyo, condition: {attribute.pref_cd: {in: [13, 14]}}}
         journeys:
-          - {id: onboarding, stages: [first]}
+          - id: onboarding
+            entry: {segment: tokyo}
+            stages: [{id: first, steps: [{id: bye, kind: end}]}]
     """, existing=first)
     assert [s.id for s in second.segments] == ["tokyo", "tokyo_buyers"]
     assert second.segments[0].condition == parse_condition({"attribute.pref_cd": {"in": [13, 14]}})
     assert second.segments[0].description is None
     assert second.deliveries == first.deliveries
-    assert second.raw_journeys == ({"id": "onboarding", "stages": ["first"]},)
+    assert second.raw_journeys == ({"id": "onboarding", "entry": {"segment": "tokyo"},
+                                    "stages": [{"id": "first", "steps": [
+                                        {"id": "bye", "kind": "end"}]}]},)
+    assert [j.version for j in second.journeys] == [2]
 
 
 def test_definitions_are_values():

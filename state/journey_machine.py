@@ -1,0 +1,333 @@
+"""The journey state machine (docs/journeys.md is its written semantics).
+
+Given a profile (its user data, segments and journey positions), the current event or wake-up
+and the time, it moves the profile through its journeys and returns the transitions. Pure:
+no Kafka, no Faust, no clock; `now` is the event's time or the wake-up's due time.
+
+A profile's journeys live in `profile["journeys"]`, one entry per journey id:
+    version, status ("active" | "left"), stage, step, seq, due, runs, entered_at, left_at,
+    goal_reached (ever), sparse {version: {key: {"first": t, "last_left": t|None}}},
+    branches {version: {step id: branch id}}
+`seq` grows whenever the profile enters a step; a wake-up carries the seq it was set for, so a
+stale or duplicate wake-up finds another seq and does nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from state.conditions import EvalContext, evaluate
+from state.durations import DAY
+from state.judging import ACTIVATIONS, Output
+from state.journeys import Journey, Stage, Step
+
+TRANSITIONS = "journey-transitions"
+
+
+@dataclass
+class Move:
+    """One input's work on one profile: the outputs, and the wake-ups to set or clear."""
+
+    profile: dict
+    ctx: EvalContext
+    now: int
+    source: str
+    caused_by: str
+    outputs: list[Output] = field(default_factory=list)
+    left_now: set = field(default_factory=set)  # journeys left by this input: no re-entry now
+    jumps: list = field(default_factory=list)  # journeys to enter after a jump step
+
+
+def new_state() -> dict:
+    return {"version": 0, "status": "left", "stage": None, "step": None, "seq": 0, "due": None,
+            "runs": 0, "entered_at": None, "left_at": None, "goal_reached": False,
+            "sparse": {}, "branches": {}}
+
+
+def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict[str, Journey],
+            event: dict | None, segments, now: int, source: str, caused_by: str,
+            wakeup: tuple[str, int] | None = None) -> list[Output]:
+    """Move every journey of the profile on this input. `versions` holds every known version
+    of each journey (a profile stays on the version it entered with), `latest` the newest."""
+    ctx = EvalContext(profile=profile, event=event, now=now, segments=frozenset(segments))
+    move = Move(profile, ctx, now, source, caused_by)
+    states = profile.setdefault("journeys", {})
+    for jid in sorted(set(latest) | set(states)):
+        state = states.get(jid)
+        if state is not None and state["status"] == "active":
+            journey = versions.get(jid, {}).get(state["version"])
+            if journey is None:  # the version is gone: nothing can run it
+                continue
+            woke = wakeup is not None and wakeup[0] == jid and wakeup[1] == state["seq"]
+            _run(move, journey, state, woke)
+        elif jid in latest and event is not None:
+            _maybe_enter(move, latest[jid], versions, entry_checked=False)
+    for jid in move.jumps:  # a jump enters the other journey whatever its entry criteria
+        if jid in latest:
+            _maybe_enter(move, latest[jid], versions, entry_checked=True)
+    return move.outputs
+
+
+# -- entering -----------------------------------------------------------------------------
+
+def _may_enter(move: Move, journey: Journey, state: dict | None) -> bool:
+    if state is None or state["runs"] == 0:
+        return True
+    if state["status"] == "active" or journey.id in move.left_now:
+        return False
+    if journey.reentry == "none":
+        return False
+    if journey.reentry == "unless_goal" and state["goal_reached"]:
+        return False
+    if journey.cooldown is not None and move.now - state["left_at"] < journey.cooldown:
+        return False
+    return True
+
+
+def _maybe_enter(move: Move, journey: Journey, versions, entry_checked: bool) -> None:
+    states = move.profile["journeys"]
+    state = states.get(journey.id)
+    if not _may_enter(move, journey, state):
+        return
+    if not entry_checked and not evaluate(journey.entry, move.ctx):
+        return
+    if state is None:
+        state = states[journey.id] = new_state()
+    state.update(version=journey.version, status="active", stage=None, step=None, due=None,
+                 entered_at=move.now, left_at=None)
+    state["runs"] += 1
+    _mark(state, "journey", move.now)
+    _emit(move, journey, state, "entered_journey", None, journey.id)
+    start = _start_stage(move, journey)
+    if start is not None:
+        _enter_stage(move, journey, state, start)
+
+
+def _start_stage(move: Move, journey: Journey) -> Stage | None:
+    """The last stage whose entry criteria match (profiles may start further on, as Treasure
+    Data allows); else the first stage when it has no entry criteria; else none yet."""
+    for stage in reversed(journey.stages):
+        if stage.entry is not None and evaluate(stage.entry, move.ctx):
+            return stage
+    first = journey.stages[0]
+    return first if first.entry is None else None
+
+
+# -- an active profile ----------------------------------------------------------------------
+
+def _run(move: Move, journey: Journey, state: dict, woke: bool) -> None:
+    """Priority on one input: goal, then journey exit, then stage exit, then milestone, then a
+    later stage's entry (skip forward), then the waiting step."""
+    ctx = move.ctx
+    if journey.goal is not None and evaluate(journey.goal, ctx):
+        state["goal_reached"] = True
+        _mark(state, "goal", move.now)
+        _emit(move, journey, state, "goal_reached", state["stage"], "goal")
+        _leave_journey(move, journey, state, "goal")
+        return
+    for i, condition in enumerate(journey.exits):
+        if evaluate(condition, ctx):
+            _mark(state, f"exit:journey:{i}", move.now)
+            _leave_journey(move, journey, state, f"exit:{i}")
+            return
+    stage = journey.stage(state["stage"]) if state["stage"] else None
+    if stage is not None:
+        for i, condition in enumerate(stage.exits):
+            if evaluate(condition, ctx):
+                _mark(state, f"exit:{stage.id}:{i}", move.now)
+                _emit(move, journey, state, "stage_exited", stage.id, f"exit:{i}")
+                _leave_journey(move, journey, state, f"stage_exit:{stage.id}")
+                return
+        if stage.milestone is not None and evaluate(stage.milestone, ctx):
+            _mark(state, f"milestone:{stage.id}", move.now)
+            _emit(move, journey, state, "milestone_reached", stage.id, stage.id)
+            index = journey.stage_index(stage.id)
+            if index + 1 < len(journey.stages):
+                _enter_stage(move, journey, state, journey.stages[index + 1])
+            else:
+                _leave_journey(move, journey, state, "completed")
+            return
+    later = _later_stage(move, journey, stage)
+    if later is not None:
+        _enter_stage(move, journey, state, later)
+        return
+    if stage is not None and state["step"] is not None:
+        _continue_wait(move, journey, state, stage, stage.step(state["step"]), woke)
+
+
+def _later_stage(move: Move, journey: Journey, current: Stage | None) -> Stage | None:
+    start = -1 if current is None else journey.stage_index(current.id)
+    for stage in reversed(journey.stages[start + 1:]):
+        if stage.entry is not None and evaluate(stage.entry, move.ctx):
+            return stage
+    return None
+
+
+def _continue_wait(move, journey, state, stage, step: Step, woke: bool) -> None:
+    if step.kind != "wait":
+        return
+    if step.condition is not None:
+        if move.ctx.event is not None and evaluate(step.condition, move.ctx):
+            _enter_step(move, journey, state, stage, step.next)
+        elif woke:
+            _enter_step(move, journey, state, stage, step.on_timeout)
+    elif woke:
+        _enter_step(move, journey, state, stage, step.next)
+
+
+# -- moving -----------------------------------------------------------------------------------
+
+def _enter_stage(move: Move, journey: Journey, state: dict, stage: Stage) -> None:
+    previous = state["stage"]
+    _leave_step(state, move.now)
+    if previous is not None:
+        _left(state, f"stage:{previous}", move.now)
+    state["stage"] = stage.id
+    _mark(state, f"stage:{stage.id}", move.now)
+    _emit(move, journey, state, "entered_stage", previous, stage.id)
+    _enter_step(move, journey, state, stage, stage.steps[0].id)
+
+
+def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id: str) -> None:
+    """Run steps from `step_id` on until one has to wait (validation rejects cycles without a
+    wait, so this ends)."""
+    while step_id is not None:
+        step = stage.step(step_id)
+        previous = state["step"]
+        _leave_step(state, move.now)
+        state["step"] = step.id
+        state["seq"] += 1
+        _mark(state, f"step:{step.id}", move.now)
+        _emit(move, journey, state, "entered_step", previous, step.id)
+        kind = step.kind
+        if kind == "wait":
+            due = _due(step, move.now)
+            if due is not None and due <= move.now:
+                step_id = step.next  # the date has passed, or today is an allowed day
+                continue
+            state["due"] = due
+            return
+        if kind == "activation":
+            _activate(move, journey, state, step)
+            step_id = step.next
+        elif kind in ("decision", "ab_test"):
+            branch = _choose(move, journey, step)
+            state["branches"].setdefault(str(state["version"]), {})[step.id] = branch.id
+            _emit(move, journey, state, "branch_taken", step.id, branch.id)
+            step_id = branch.next
+        elif kind == "merge":
+            step_id = step.next
+        elif kind == "jump" and step.to_stage is not None:
+            _enter_stage(move, journey, state, journey.stage(step.to_stage))
+            return
+        elif kind == "jump":
+            _leave_journey(move, journey, state, f"jump:{step.to_journey}")
+            move.jumps.append(step.to_journey)
+            return
+        else:  # end
+            _leave_journey(move, journey, state, "end")
+            return
+
+
+def _due(step: Step, now: int) -> int | None:
+    if step.duration is not None:
+        return now + step.duration
+    if step.until is not None:
+        return step.until
+    if step.days:
+        day = now // DAY
+        for ahead in range(8):
+            weekday = datetime.fromtimestamp((day + ahead) * DAY / 1000, timezone.utc).weekday()
+            if weekday in step.days:
+                return now if ahead == 0 else (day + ahead) * DAY
+    if step.condition is not None:
+        return now + step.timeout
+    return None
+
+
+def _choose(move: Move, journey: Journey, step: Step):
+    if step.kind == "decision":
+        for branch in step.branches:
+            if evaluate(branch.condition, move.ctx):
+                return branch
+        return _Else(step.otherwise)
+    digest = hashlib.blake2b(f"{journey.id}\0{step.id}\0{move.profile['profile_id']}".encode(),
+                             digest_size=8).digest()
+    bucket = int.from_bytes(digest, "big") % 100
+    total = 0
+    for variant in step.branches:
+        total += variant.weight
+        if bucket < total:
+            return variant
+    return step.branches[-1]
+
+
+@dataclass(frozen=True)
+class _Else:
+    next: str
+    id: str = "else"
+
+
+def _activate(move: Move, journey: Journey, state: dict, step: Step) -> None:
+    pid = move.profile["profile_id"]
+    _emit(move, journey, state, "activation", step.id, step.destination)
+    move.outputs.append(Output(ACTIVATIONS, pid, {
+        "activation_id": f"{move.source}/journey/{journey.id}/{step.id}",
+        "delivery": f"{journey.id}/{step.id}",
+        "variant": step.destination,
+        "profile_id": pid,
+        "payload": dict(step.payload),
+        "time": move.now,
+        "caused_by": move.caused_by,
+    }))
+
+
+def _leave_step(state: dict, now: int) -> None:
+    if state["step"] is not None:
+        _left(state, f"step:{state['step']}", now)
+    state["due"] = None
+
+
+def _leave_journey(move: Move, journey: Journey, state: dict, reason: str) -> None:
+    _leave_step(state, move.now)
+    if state["stage"] is not None:
+        _left(state, f"stage:{state['stage']}", move.now)
+    _left(state, "journey", move.now)
+    _emit(move, journey, state, "journey_exited", state["stage"], reason)
+    state.update(status="left", stage=None, step=None, left_at=move.now)
+    move.left_now.add(journey.id)
+
+
+# -- records ---------------------------------------------------------------------------------
+
+def _sparse(state: dict) -> dict:
+    return state["sparse"].setdefault(str(state["version"]), {})
+
+
+def _mark(state: dict, key: str, now: int) -> None:
+    """Record that the profile reached `key` in this journey version: Treasure Data's sparse
+    table keeps the first time, later entries do not move it."""
+    _sparse(state).setdefault(key, {"first": now, "last_left": None})
+
+
+def _left(state: dict, key: str, now: int) -> None:
+    cell = _sparse(state).get(key)
+    if cell is not None:
+        cell["last_left"] = now
+
+
+def _emit(move: Move, journey: Journey, state: dict, kind: str, origin, target) -> None:
+    pid = move.profile["profile_id"]
+    move.outputs.append(Output(TRANSITIONS, pid, {
+        "transition_id": f"{move.source}/journey/{journey.id}/{kind}/{target}",
+        "journey": journey.id,
+        "version": journey.version,
+        "profile_id": pid,
+        "kind": kind,
+        "from": origin,
+        "to": target,
+        "stage": state["stage"],
+        "time": move.now,
+        "caused_by": move.caused_by,
+    }))
