@@ -112,7 +112,7 @@ def _apply_event(profile, record, offset, defs, wire, sends) -> None:
 
 def _wake(profile, record, offset, defs, wire, sends) -> None:
     journey, seq, due = record["journey"], record["seq"], record["due"]
-    source = f"wakeup:{journey}:{seq}"
+    source = f"wakeup:{profile['profile_id']}:{journey}:{seq}"  # unique across profiles
     outputs = advance(profile, defs.journey_versions, _latest(defs), None,
                       set(profile["segments"]), due, source, source, wakeup=(journey, seq))
     _emit(profile, source, offset, outputs, wire, sends)

@@ -77,8 +77,8 @@ def workers(settings, tmp_path):
 
     started: list[WorkerProcess] = []
 
-    def start(s: Settings = settings, name: str = "worker") -> WorkerProcess:
-        w = WorkerProcess(s, tmp_path / f"{name}-{len(started)}.log").start()
+    def start(s: Settings = settings, name: str = "worker", extra_env=None) -> WorkerProcess:
+        w = WorkerProcess(s, tmp_path / f"{name}-{len(started)}.log", extra_env).start()
         started.append(w)
         return w
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import copy
 
+from state.journey_machine import advance
 from state.judging import fire_deliveries, judge_segments, leave_all_segments
 from state.processing import STATS
 from state.profile import fold_visitor, new_profile, record_event
 
-OUTPUT_TOPICS = ("segment-changes", "activations")
+OUTPUT_TOPICS = ("segment-changes", "activations", "journey-transitions")
 
 
 class ReferenceModel:
     def __init__(self, defs) -> None:
         self.defs = defs
+        self.latest = {j.id: j for j in defs.journeys}
         self.profiles: dict[str, dict] = {}
         self.alias: dict[str, str] = {}
         self.outputs: dict[str, list[dict]] = {t: [] for t in OUTPUT_TOPICS}
@@ -60,6 +62,27 @@ class ReferenceModel:
                                           event["event_id"])
         self._emit(outputs)
         self._emit(fire_deliveries(profile, event, members, self.defs, source))
+        self._emit(advance(profile, self.defs.journey_versions, self.latest, event, members,
+                           event["time"], source, event["event_id"]))
+
+    def wake_until(self, clock_ms: int) -> int:
+        """Apply every journey wait due by `clock_ms`, earliest first (a wake-up may start a
+        wait that is due too); returns how many."""
+        woken = 0
+        while True:
+            due = sorted((s["due"], pid, jid, s["seq"])
+                         for pid, p in self.profiles.items()
+                         for jid, s in p["journeys"].items()
+                         if s["status"] == "active" and s["due"] is not None
+                         and s["due"] <= clock_ms)
+            if not due:
+                return woken
+            at, pid, jid, seq = due[0]
+            profile = self.profiles[pid]
+            cause = f"wakeup:{pid}:{jid}:{seq}"
+            self._emit(advance(profile, self.defs.journey_versions, self.latest, None,
+                               set(profile["segments"]), at, cause, cause, wakeup=(jid, seq)))
+            woken += 1
 
     def states(self) -> dict[str, dict]:
         """Each profile's user data, in the shape compared with the topology's table."""

@@ -1,0 +1,112 @@
+"""Journeys in the stream, end to end on the real broker: hundreds of profiles go through a
+journey with four stages, a decision, an A/B test, a wait for an event with a timeout, a merge,
+a jump, milestones and a goal, while a test clock moves forward; every profile's transitions,
+activations and journey state equal the reference model's. Then the worker is stopped while
+profiles wait: after the restart every due wake-up fires once."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+from cjo.clock import Clock
+from state.definitions import load_definitions
+from state.durations import DAY, HOUR
+from tests.integration.harness import outputs, send_events, table, wait_processed
+from tests.model import ReferenceModel, comparable
+from topology.definitions import apply_definitions
+from topology.topics import ensure_topics
+
+JOURNEYS = Path(__file__).resolve().parent / "journeys.yaml"
+START = int(time.time() * 1000) - 40 * DAY  # event times are in the past: the clock starts there
+
+
+def _events(rng, profiles, phase: int, t0: int) -> list:
+    log = []
+    t = t0
+    for _ in range(len(profiles) * 4):
+        pid = rng.choice(profiles)
+        if phase == 0 and rng.random() < 0.3:
+            name = "signup"
+        else:
+            name = rng.choices(["view", "add_to_cart", "purchase", "unsubscribe"],
+                               [70, 15, 12, 1])[0]
+        t += 1000
+        log.append((pid.encode(), {"event_id": f"p{phase}-{t}", "name": name, "visitor_id": None,
+                                   "user_id": pid, "time": t, "request_id": None, "values": {}}))
+    return log
+
+
+def _stats(settings) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats/") as r:
+        return json.load(r)
+
+
+def _wait_wakeups(settings, worker, timeout=120.0) -> dict:
+    """Until no due wait is left in the index and everything sent is processed."""
+    deadline = time.monotonic() + timeout
+    time.sleep(0.5)  # a timer tick after the clock moved
+    while time.monotonic() < deadline:
+        wait_processed(settings, worker)
+        stats = _stats(settings)
+        if stats.get("wakeups_pending_due", 0) == 0:
+            wait_processed(settings, worker)
+            return stats
+        time.sleep(0.3)
+    raise AssertionError("due wake-ups were not applied:\n" + worker.log_tail())
+
+
+def _compare(settings, model):
+    states = table(settings, "profiles", "profile")
+    expected = model.states()
+    wrong = [pid for pid in expected if comparable(states.get(pid, {}) or {}) != expected[pid]
+             ] if all(pid in states for pid in expected) else sorted(set(expected) - set(states))
+    assert not wrong, (f"{len(wrong)} profiles differ, e.g. {wrong[0]}:\nstream "
+                       f"{states.get(wrong[0], {}).get('journeys')}\nmodel  "
+                       f"{expected[wrong[0]]['journeys']}")
+    for topic, schema, field in (("journey-transitions", "journey_transition", "transition_id"),
+                                 ("activations", "activation", "activation_id")):
+        by_id, sequence, _ = outputs(settings, topic, schema, field)
+        mine = {r[field]: r for r in model.outputs[topic]}
+        assert by_id == mine, f"{topic}: stream and model differ"
+        order = defaultdict(list)
+        for r in model.outputs[topic]:
+            order[r["profile_id"]].append(r[field])
+        assert sequence == dict(order), f"{topic}: a profile's order differs"
+
+
+def test_journey_transitions_equal_the_reference_model(settings, workers, tmp_path):
+    settings = settings.with_(commit_interval=0.5)
+    clock = Clock(str(tmp_path / "clock"))
+    clock.set(START)  # the worker's clock stands at START until the test moves it
+    ensure_topics(settings)
+    source = JOURNEYS.read_text()
+    asyncio.run(apply_definitions(settings, source))
+    model = ReferenceModel(load_definitions(source))
+    worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
+
+    rng = random.Random(4)
+    profiles = [f"j{i:04d}" for i in range(300)]
+    for phase, move in enumerate([5 * HOUR, 26 * HOUR, 2 * DAY, 8 * DAY]):
+        # Events happen just after the clock's time; then the clock moves on past waits.
+        log = _events(rng, profiles, phase, clock.now_ms())
+        for (partition, offset), (_, event) in zip(send_events(settings, log), log):
+            model.apply(partition, offset, event)
+        wait_processed(settings, worker)
+        now = clock.move(max(move, log[-1][1]["time"] - clock.now_ms() + move))
+        model.wake_until(now)
+        stats = _wait_wakeups(settings, worker)
+    _compare(settings, model)
+
+    kinds = defaultdict(int)
+    for r in model.outputs["journey-transitions"]:
+        kinds[r["kind"]] += 1
+    for kind in ("entered_journey", "entered_stage", "branch_taken", "milestone_reached",
+                 "goal_reached", "journey_exited", "activation"):
+        assert kinds[kind] > 0, f"the workload never produced {kind}"
+    assert stats["wakeups_applied"] > 50
+    print("wake-up delay (ms) median/max:", stats["wakeup_delay_ms"])
