@@ -53,14 +53,23 @@ def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict
     ctx = EvalContext(profile=profile, event=event, now=now, segments=frozenset(segments))
     move = Move(profile, ctx, now, source, caused_by)
     states = profile.setdefault("journeys", {})
+    if wakeup is not None:
+        # A wake-up concerns its own journey only, and only the wait it was set for: a stale
+        # or repeated one changes nothing at all.
+        jid, seq = wakeup
+        state = states.get(jid)
+        if state is not None and state["status"] == "active" and state["seq"] == seq:
+            journey = versions.get(jid, {}).get(state["version"])
+            if journey is not None:
+                _run(move, journey, state, woke=True)
+        return move.outputs
     for jid in sorted(set(latest) | set(states)):
         state = states.get(jid)
         if state is not None and state["status"] == "active":
             journey = versions.get(jid, {}).get(state["version"])
             if journey is None:  # the version is gone: nothing can run it
                 continue
-            woke = wakeup is not None and wakeup[0] == jid and wakeup[1] == state["seq"]
-            _run(move, journey, state, woke)
+            _run(move, journey, state, woke=False)
         elif jid in latest and event is not None:
             _maybe_enter(move, latest[jid], versions, entry_checked=False)
     for jid in move.jumps:  # a jump enters the other journey whatever its entry criteria
@@ -192,8 +201,11 @@ def _enter_stage(move: Move, journey: Journey, state: dict, stage: Stage) -> Non
 def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id: str) -> None:
     """Run steps from `step_id` on until one has to wait (validation rejects cycles without a
     wait, so this ends)."""
+    entered: set = set()
     while step_id is not None:
         step = stage.step(step_id)
+        again = step.id in entered  # a cycle back on this input: its waits must really wait
+        entered.add(step.id)
         previous = state["step"]
         _leave_step(state, move.now)
         state["step"] = step.id
@@ -202,7 +214,10 @@ def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id
         _emit(move, journey, state, "entered_step", previous, step.id)
         kind = step.kind
         if kind == "wait":
-            due = _due(step, move.now)
+            # On a cycle back, a days wait waits for the next allowed day, not today.
+            due = _due(step, (move.now // DAY + 1) * DAY if again and step.days else move.now)
+            if again and step.until is not None:
+                due = None  # an `until` that has passed goes straight on once per input
             if due is not None and due <= move.now:
                 step_id = step.next  # the date has passed, or today is an allowed day
                 continue
@@ -231,6 +246,7 @@ def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id
 
 
 def _due(step: Step, now: int) -> int | None:
+    """When a wait entered at `now` is due (`now` itself: it goes straight on)."""
     if step.duration is not None:
         return now + step.duration
     if step.until is not None:
@@ -320,7 +336,7 @@ def _left(state: dict, key: str, now: int) -> None:
 def _emit(move: Move, journey: Journey, state: dict, kind: str, origin, target) -> None:
     pid = move.profile["profile_id"]
     move.outputs.append(Output(TRANSITIONS, pid, {
-        "transition_id": f"{move.source}/journey/{journey.id}/{kind}/{target}",
+        "transition_id": f"{move.source}/journey/{journey.id}/{kind}/{origin}/{target}",
         "journey": journey.id,
         "version": journey.version,
         "profile_id": pid,

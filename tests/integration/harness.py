@@ -51,3 +51,22 @@ def table(settings: Settings, name: str, schema: str) -> dict[str, dict]:
     for r in reads:
         latest[r.key.decode()] = r.value
     return latest
+
+
+def stats(settings: Settings, worker, timeout: float = 60.0) -> dict:
+    """The worker's /stats/ view, waiting for its web server to come up."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats/") as r:
+                return json.load(r)
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline or not worker.running():
+                raise AssertionError("the worker's web view did not answer:\n"
+                                     + worker.log_tail()) from None
+            time.sleep(0.3)
