@@ -8,16 +8,20 @@ stream made of it, and stops what it started.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections import Counter
+import urllib.request
 from pathlib import Path
 
+from cjo.clock import Clock
 from cjo.kafka_io import produce, read_all, wait_until_caught_up
 from cjo.processes import WorkerProcess
 from cjo.settings import Settings
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
+from state.durations import DAY
 from topology import topics
 from topology.definitions import apply_definitions
 
@@ -53,12 +57,15 @@ def run_demo(base: Settings, events: int, users: int) -> int:
         _say(f"Applied {len(applied)} definitions from {EXAMPLES.name}: "
              + ", ".join(k for k, _ in applied))
 
-        log_path = settings.data_dir / "demo" / f"{settings.app_id}.worker.log"
-        worker = WorkerProcess(settings, log_path).start()
-        _say(f"Worker started (pid {worker.proc.pid}, log {log_path})")
-
         workload = Workload(seed=7, members=users, anonymous=users)
         rounds = workload.rounds(6, max(1, events // 6))
+        # The events happened over a few simulated days; the worker's clock (journey waits)
+        # starts with them and the demo moves it on afterwards.
+        clock = Clock(str(settings.data_dir / "demo" / f"{settings.app_id}.clock"))
+        clock.set(workload.start_ms)
+        log_path = settings.data_dir / "demo" / f"{settings.app_id}.worker.log"
+        worker = WorkerProcess(settings, log_path, {"CJO_CLOCK_FILE": clock.path}).start()
+        _say(f"Worker started (pid {worker.proc.pid}, log {log_path})")
         warmup, bulk = rounds[0], [e for r in rounds[1:] for e in r]
         _produce(settings, warmup + _bad_records())
         if not _caught_up(settings, worker, 180):
@@ -74,6 +81,11 @@ def run_demo(base: Settings, events: int, users: int) -> int:
              f"{len(bulk):,} in {elapsed:.1f}s: {len(bulk) / elapsed:,.0f} events/s, "
              f"{cpu / len(bulk) * 1e6:,.0f} µs of worker CPU per event "
              "(one worker; wall time includes the 0.5 s commit interval)")
+        clock.set(bulk[-1][1]["time"] + 2 * DAY)
+        if not _wakeups_done(settings, worker):
+            _say("Due journey waits were not applied; worker log:\n" + worker.log_tail())
+            return 1
+        _say("Moved the worker's clock two days past the last event: due journey waits fired")
         _summarise(settings, warmup + bulk)
         return 0
     finally:
@@ -103,6 +115,22 @@ def _caught_up(settings: Settings, worker, timeout: float) -> bool:
         settings.bootstrap_servers, settings.app_id,
         [settings.topic("events"), settings.topic("profile-inputs")],
         timeout=timeout, alive=worker.running))
+
+
+def _wakeups_done(settings: Settings, worker, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    time.sleep(0.5)
+    while time.monotonic() < deadline and worker.running():
+        try:
+            url = f"http://127.0.0.1:{settings.web_port}/stats/"
+            with urllib.request.urlopen(url) as response:
+                pending = json.load(response).get("wakeups_pending_due", 0)
+        except OSError:
+            pending = 1
+        if pending == 0 and _caught_up(settings, worker, 60):
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def _forget_previous_demos(settings: Settings) -> None:
@@ -151,3 +179,27 @@ def _summarise(settings: Settings, log) -> None:
     if activations:
         a = activations[0]
         _say(f"Example activation: {a}")
+    _journey_funnel(settings)
+
+
+def _journey_funnel(settings: Settings) -> None:
+    transitions = _read(settings, "journey-transitions", "journey_transition")
+    by_journey: dict[str, list] = {}
+    for t in transitions:
+        by_journey.setdefault(t["journey"], []).append(t)
+    for journey, records in sorted(by_journey.items()):
+        def profiles(kind, to=None):
+            return len({t["profile_id"] for t in records
+                        if t["kind"] == kind and (to is None or t["to"] == to)})
+        _say(f"Journey {journey} → {settings.topic('journey-transitions')} "
+             f"({len(records):,} transitions): entered {profiles('entered_journey')}, "
+             f"goal reached {profiles('goal_reached')}")
+        stages = []
+        for t in records:
+            if t["kind"] == "entered_stage" and t["to"] not in stages:
+                stages.append(t["to"])
+        for stage in stages:
+            _say(f"  stage {stage:<10} entered {profiles('entered_stage', stage):>5}   "
+                 f"milestone {profiles('milestone_reached', stage):>5}")
+        exits = Counter(t["to"] for t in records if t["kind"] == "journey_exited")
+        _say("  left the journey: " + ", ".join(f"{k} {v}" for k, v in exits.most_common()))

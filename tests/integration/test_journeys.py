@@ -102,3 +102,53 @@ def test_journey_transitions_equal_the_reference_model(settings, workers, tmp_pa
                  "goal_reached", "journey_exited", "activation"):
         assert kinds[kind] > 0, f"the workload never produced {kind}"
     assert seen["wakeups_applied"] > 50
+
+
+def _version(payload: str, wait: str) -> dict:
+    return {"journeys": [{
+        "id": "promo", "entry": {"event.name": {"eq": "signup"}},
+        "stages": [{"id": "only", "steps": [
+            {"id": "pause", "kind": "wait", "duration": wait, "next": "send"},
+            {"id": "send", "kind": "activation", "destination": "email",
+             "payload": {"template": payload}, "next": "done"},
+            {"id": "done", "kind": "end"}]}]}]}
+
+
+def _signups(prefix: str, n: int, at: int) -> list:
+    return [(f"{prefix}{i}".encode(), {"event_id": f"{prefix}{i}", "name": "signup",
+                                       "visitor_id": None, "user_id": f"{prefix}{i}",
+                                       "time": at, "request_id": None, "values": {}})
+            for i in range(n)]
+
+
+def test_a_changed_journey_applies_without_restart_and_waiting_profiles_keep_their_version(
+        settings, workers, tmp_path):
+    settings = settings.with_(commit_interval=0.5)
+    clock = Clock(str(tmp_path / "clock"))
+    clock.set(START)
+    ensure_topics(settings)
+    assert asyncio.run(apply_definitions(settings, _version("first", "1d"))) == [
+        ("journey:promo:v1", 1)]
+    worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
+    send_events(settings, _signups("old", 50, START))
+    wait_processed(settings, worker)
+
+    # Version 2 while the first 50 wait in version 1; the worker keeps running.
+    assert asyncio.run(apply_definitions(settings, _version("second", "1h"))) == [
+        ("journey:promo:v2", 2)]
+    while stats(settings, worker)["definitions"].get("journey:promo:v2") != 2:
+        time.sleep(0.2)
+    send_events(settings, _signups("new", 50, START + 1000))
+    wait_processed(settings, worker)
+    clock.move(DAY + HOUR)
+    _wait_wakeups(settings, worker)
+
+    by_id, _, _ = outputs(settings, "activations", "activation", "activation_id")
+    sent = {a["profile_id"]: a["payload"]["template"] for a in by_id.values()}
+    assert sent == {**{f"old{i}": "first" for i in range(50)},
+                    **{f"new{i}": "second" for i in range(50)}}
+    transitions, _, _ = outputs(settings, "journey-transitions", "journey_transition",
+                                "transition_id")
+    versions = {(t["profile_id"][:3], t["version"]) for t in transitions.values()}
+    assert versions == {("old", 1), ("new", 2)}
+    assert worker.running()
