@@ -85,3 +85,15 @@ def workers(settings, tmp_path):
     yield start
     for w in started:
         w.stop()
+
+
+@pytest.fixture
+def still_clock(tmp_path):
+    """The worker's clock stopped at the workload's start: journey waits of the example
+    definitions never fall due unless a test moves it (the reference model does not wake)."""
+    from cjo.clock import Clock
+    from cjo.workload import Workload
+
+    clock = Clock(str(tmp_path / "clock"))
+    clock.set(Workload().start_ms)
+    return {"CJO_CLOCK_FILE": clock.path}

@@ -17,7 +17,7 @@ from cjo.workload import Workload
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 
 
-def test_topology_equals_the_reference_model(settings, workers):
+def test_topology_equals_the_reference_model(settings, workers, still_clock):
     settings = settings.with_(commit_interval=0.5)
     ensure_topics(settings)
     source = EXAMPLES.read_text()
@@ -27,7 +27,7 @@ def test_topology_equals_the_reference_model(settings, workers):
 
     workload = Workload(seed=11, members=120, visitors_per_member=2, anonymous=150)
     rounds = workload.rounds(6, 700)
-    worker = workers(settings)
+    worker = workers(settings, extra_env=still_clock)
     identifies = 0
     for log in rounds:
         positions = send_events(settings, log)

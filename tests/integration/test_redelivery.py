@@ -19,7 +19,8 @@ from topology.topics import ensure_topics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 TOPICS = (("segment-changes", "segment_change", "change_id"),
-          ("activations", "activation", "activation_id"))
+          ("activations", "activation", "activation_id"),
+          ("journey-transitions", "journey_transition", "transition_id"))
 
 
 def _outputs_seen_so_far(settings):
@@ -28,7 +29,7 @@ def _outputs_seen_so_far(settings):
 
 
 @pytest.mark.parametrize("lose_local_state", [False, True], ids=["keep-rocksdb", "lose-rocksdb"])
-def test_inputs_processed_twice_change_nothing(settings, workers, lose_local_state):
+def test_inputs_processed_twice_change_nothing(settings, workers, still_clock, lose_local_state):
     ensure_topics(settings)
     source = EXAMPLES.read_text()
     asyncio.run(apply_definitions(settings, source))
@@ -36,7 +37,7 @@ def test_inputs_processed_twice_change_nothing(settings, workers, lose_local_sta
     rounds = Workload(seed=5, members=40, anonymous=40).rounds(4, 400)
 
     # A worker that never commits (the interval is longer than the test).
-    first = workers(settings.with_(commit_interval=3600.0))
+    first = workers(settings.with_(commit_interval=3600.0), extra_env=still_clock)
     for log in rounds:  # a round at a time, see cjo.workload
         positions = send_events(settings, log)
         for (partition, offset), (_, event) in zip(positions, log):
@@ -48,7 +49,7 @@ def test_inputs_processed_twice_change_nothing(settings, workers, lose_local_sta
     if lose_local_state:
         shutil.rmtree(settings.worker_dir)
 
-    second = workers(settings)
+    second = workers(settings, extra_env=still_clock)
     wait_processed(settings, second)
     states = table(settings, "profiles", "profile")
     assert {pid: comparable(states[pid]) for pid in expected_states} == expected_states
