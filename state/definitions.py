@@ -22,7 +22,6 @@ the version it entered with, so every version is kept (`journey_versions`).
 """
 from __future__ import annotations
 
-import hashlib
 import heapq
 import re
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ import yaml
 from state.conditions import (EVENT_REFERENCES, ID, Comparison, Condition, ConditionError,
                               InSegment, parse_condition, referenced_segments, to_source, walk)
 from state.journeys import Journey
+from state.splits import pick
 
 TOP_KEYS = ("segments", "deliveries", "journeys")
 SEGMENT_KEYS = ("id", "description", "condition")
@@ -564,12 +564,4 @@ def _delivery_source(d: Delivery) -> dict:
 
 def choose_variant(delivery: Delivery, profile_id: str) -> Variant:
     """The same variant for a profile every time, on every worker and after every restart."""
-    # blake2b, not hash(): Python salts hash() per process.
-    digest = hashlib.blake2b(f"{delivery.id}\0{profile_id}".encode(), digest_size=8).digest()
-    bucket = int.from_bytes(digest, "big") % 100
-    cumulative = 0
-    for variant in delivery.variants:
-        cumulative += variant.weight
-        if bucket < cumulative:
-            return variant
-    return delivery.variants[-1]  # unreachable: weights sum to 100
+    return pick(delivery.variants, delivery.id, profile_id)

@@ -13,13 +13,13 @@ stale or duplicate wake-up finds another seq and does nothing.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from state.conditions import EvalContext, evaluate
 from state.durations import DAY
 from state.judging import ACTIVATIONS, Output
+from state.splits import pick
 from state.journeys import Journey, Stage, Step
 
 TRANSITIONS = "journey-transitions"
@@ -268,15 +268,7 @@ def _choose(move: Move, journey: Journey, step: Step):
             if evaluate(branch.condition, move.ctx):
                 return branch
         return _Else(step.otherwise)
-    digest = hashlib.blake2b(f"{journey.id}\0{step.id}\0{move.profile['profile_id']}".encode(),
-                             digest_size=8).digest()
-    bucket = int.from_bytes(digest, "big") % 100
-    total = 0
-    for variant in step.branches:
-        total += variant.weight
-        if bucket < total:
-            return variant
-    return step.branches[-1]
+    return pick(step.branches, journey.id, step.id, move.profile["profile_id"])
 
 
 @dataclass(frozen=True)
