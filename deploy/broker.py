@@ -176,6 +176,10 @@ class LocalBroker:
             log=str(self.data_dir / "format.log"),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 and not (self.log_dirs / "meta.properties").exists():
+            # Seen once, not reproduced: the format tool exited non-zero without a word.
+            # It is safe to run again while nothing was written.
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             try:
                 log = (self.data_dir / "format.log").read_text(errors="replace")
