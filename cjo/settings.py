@@ -52,6 +52,8 @@ class Settings:
     max_event_bytes: int = 64 * 1024
     commit_interval: float = 2.8  # seconds between offset commits (Faust's default)
     session_timeout: float = 10.0  # seconds before a silent worker's partitions move
+    snapshot_interval: float = 60.0  # seconds between journey-state snapshots
+    snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -69,6 +71,9 @@ class Settings:
             max_event_bytes=_positive(env, "CJO_MAX_EVENT_BYTES", defaults.max_event_bytes),
             commit_interval=_positive(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval, float),
             session_timeout=_positive(env, "CJO_SESSION_TIMEOUT", defaults.session_timeout, float),
+            snapshot_interval=_positive(env, "CJO_SNAPSHOT_INTERVAL", defaults.snapshot_interval,
+                                        float),
+            snapshot_dir=env.get("CJO_SNAPSHOT_DIR") or "",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -85,6 +90,8 @@ class Settings:
             "CJO_MAX_EVENT_BYTES": str(self.max_event_bytes),
             "CJO_COMMIT_INTERVAL": str(self.commit_interval),
             "CJO_SESSION_TIMEOUT": str(self.session_timeout),
+            "CJO_SNAPSHOT_INTERVAL": str(self.snapshot_interval),
+            "CJO_SNAPSHOT_DIR": self.snapshot_dir,
         }
 
     def with_(self, **changes) -> "Settings":
@@ -102,6 +109,11 @@ class Settings:
         """A worker's RocksDB tables. Faust's paths name neither the app nor the worker, so
         both go into the directory: two apps or two local workers never share a store."""
         return self.data_dir / "workers" / self.app_id / str(self.web_port)
+
+    @property
+    def snapshots(self) -> str:
+        """Where snapshot files go: CJO_SNAPSHOT_DIR, else <data dir>/snapshots."""
+        return self.snapshot_dir or str(self.data_dir / "snapshots")
 
     def topic(self, name: str) -> str:
         return f"{self.app_id}.{name}"

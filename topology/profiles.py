@@ -7,6 +7,7 @@ import logging
 
 from schemas.codec import CodecError
 from state.processing import step, waits
+from topology.snapshots import Snapshotter
 from topology.wakeups import WakeupTimer, index_key, sync_index
 from topology.faust_fixes import fail_stop
 
@@ -25,6 +26,8 @@ def register(topology) -> None:
     clock = topology.clock
     timer = WakeupTimer(topology, index, clock)
     app.timer(timer.interval)(timer.tick)
+    snapshots = Snapshotter(topology, profiles)
+    app.timer(topology.settings.snapshot_interval)(snapshots.tick)
 
     def committed(tp) -> int | None:
         # Faust records what it committed (the next offset to read); outbox entries below it
@@ -53,6 +56,7 @@ def register(topology) -> None:
                 continue
             try:
                 profiles[profile_id] = profile
+                snapshots.touched(message.partition, message.offset, profile_id)
                 sync_index(index, before, profile)
                 if record["kind"] == "wakeup":
                     index.pop(index_key(profile_id, record["journey"], record["seq"],

@@ -37,8 +37,11 @@ DEAD_LETTERS = TopicSpec("dead-letters", "dead_letter", "the bad record's own ke
 # One partition: workers see definitions in the order they were applied.
 DEFINITIONS = TopicSpec("definitions", "definition", "kind:id", compacted=True, partitions=1)
 
+SNAPSHOTS = TopicSpec("snapshots", "snapshot_manifest", "profile-inputs partition",
+                      compacted=True)
+
 ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, JOURNEY_TRANSITIONS, DEAD_LETTERS,
-       DEFINITIONS)
+       DEFINITIONS, SNAPSHOTS)
 # Created up front too: a worker that writes a table before its own client has seen the new
 # changelog topic stops with PartitionsMismatch ("the changelog topic has 0 partitions").
 CHANGELOGS = (

@@ -1,0 +1,25 @@
+"""The sparse journey state of a profile as rows (Treasure Data's sparse table, long form):
+one row per profile, journey, version and key (journey, stage:<id>, step:<id>, milestone:<id>,
+exit:<where>:<n>, goal, branch:<step>), with the time first reached and last left, and the
+branch or variant taken. A `position` row per journey holds where the profile is now."""
+from __future__ import annotations
+
+COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "value")
+
+
+def sparse_rows(profile: dict) -> list[tuple]:
+    pid = profile["profile_id"]
+    rows = []
+    for journey, state in sorted(profile.get("journeys", {}).items()):
+        for version, cells in sorted(state["sparse"].items(), key=lambda kv: int(kv[0])):
+            for key, cell in sorted(cells.items()):
+                rows.append((pid, journey, int(version), key, cell["first"], cell["last_left"],
+                             None))
+        for version, taken in sorted(state["branches"].items(), key=lambda kv: int(kv[0])):
+            for step, branch in sorted(taken.items()):
+                rows.append((pid, journey, int(version), f"branch:{step}", None, None, branch))
+        where = (f"{state['stage']}/{state['step']}" if state["status"] == "active"
+                 else state["status"])
+        rows.append((pid, journey, state["version"], "position", state["entered_at"],
+                     state["left_at"], where))
+    return rows

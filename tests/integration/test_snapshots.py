@@ -1,0 +1,99 @@
+"""Snapshots: every partition's manifest lists Parquet files (a full snapshot and the deltas
+since) that, loaded in order, give exactly the sparse journey state of every profile at the
+partition offset the manifest names."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cjo.clock import Clock
+from cjo.kafka_io import read_all
+from state.sparse import sparse_rows
+from tests.integration.harness import send_events, stats, table, wait_processed
+from tests.integration.test_journeys import JOURNEYS, START, _events
+from topology.definitions import apply_definitions
+from topology.topics import ensure_topics
+
+
+def _end_offsets(settings) -> dict[int, int]:
+    async def go():
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        await consumer.start()
+        try:
+            topic = settings.topic("profile-inputs")
+            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            return {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+        finally:
+            await consumer.stop()
+    return asyncio.run(go())
+
+
+def _manifests(settings) -> dict[int, dict]:
+    reads = asyncio.run(read_all(settings.bootstrap_servers, settings.topic("snapshots"),
+                                 "snapshot_manifest"))
+    return {r.value["partition"]: r.value for r in reads}
+
+
+def _load(manifest) -> dict[str, list[tuple]]:
+    rows: dict[str, list[tuple]] = {}
+    for f in manifest["files"]:
+        data = Path(f["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"]
+        loaded = pq.read_table(f["path"]).to_pylist()
+        assert len(loaded) == f["rows"]
+        replaced = {r["profile_id"] for r in loaded if r["key"] == "profile"}
+        assert len(replaced) == f["profiles"]
+        for pid in replaced:  # a delta replaces everything known of these profiles
+            rows[pid] = []
+        for r in loaded:
+            if r["key"] != "profile":
+                rows[r["profile_id"]].append(tuple(r.values()))
+    return rows
+
+
+def test_snapshots_reflect_the_state_at_their_offsets(settings, workers, tmp_path):
+    settings = settings.with_(commit_interval=0.5, snapshot_interval=1.0,
+                              snapshot_dir=str(tmp_path / "snapshots"))
+    clock = Clock(str(tmp_path / "clock"))
+    clock.set(START)
+    ensure_topics(settings)
+    asyncio.run(apply_definitions(settings, JOURNEYS.read_text()))
+    worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
+    rng = random.Random(9)
+    profiles = [f"s{i:04d}" for i in range(150)]
+    for phase in range(3):  # deltas after the first full snapshot
+        send_events(settings, _events(rng, profiles, phase, clock.now_ms()))
+        wait_processed(settings, worker)
+        clock.move(30 * 3_600_000)
+        time.sleep(1.5)
+    wait_processed(settings, worker)
+
+    ends = _end_offsets(settings)
+    deadline = time.monotonic() + 30
+    manifests = {}
+    while time.monotonic() < deadline:
+        manifests = _manifests(settings)
+        if all(manifests.get(p, {}).get("offset") == end for p, end in ends.items() if end):
+            break
+        time.sleep(0.5)
+    assert all(manifests.get(p, {}).get("offset") == end for p, end in ends.items() if end), \
+        (manifests, ends)
+    assert any(len(m["files"]) > 1 for m in manifests.values()), "no delta was taken"
+
+    states = table(settings, "profiles", "profile")
+    loaded = {}
+    for m in manifests.values():
+        loaded.update(_load(m))
+    expected = {pid: sorted(sparse_rows(p)) for pid, p in states.items()}
+    assert {pid: sorted(rows) for pid, rows in loaded.items()} == expected
+    assert sum(len(r) for r in expected.values()) > 1000
+    seen = stats(settings, worker)
+    print("snapshots:", seen["snapshots"], "longest agent pause (ms):",
+          seen["snapshot_max_pause_ms"])
