@@ -97,3 +97,41 @@ def test_snapshots_reflect_the_state_at_their_offsets(settings, workers, tmp_pat
     seen = stats(settings, worker)
     print("snapshots:", seen["snapshots"], "longest agent pause (ms):",
           seen["snapshot_max_pause_ms"])
+
+
+def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
+    """The sidecar folds the snapshot files into DuckDB (staging, set operations, atomic
+    rename) and its stage sets and funnel counts equal what the stream's transitions say."""
+    from collections import Counter
+
+    from sidecar.funnels import funnel
+    from sidecar.store import SparseStore
+    from tests.integration.harness import outputs
+
+    test_snapshots_reflect_the_state_at_their_offsets(settings, workers, tmp_path)
+    settings = settings.with_(snapshot_dir=str(tmp_path / "snapshots"))
+    store = SparseStore()
+    for manifest in _manifests(settings).values():
+        store.load_manifest(manifest)
+        store.load_manifest(manifest)  # loading again changes nothing
+    counts = {c.stage: c for c in funnel(store.db, "onboarding", 1,
+                                         ["welcome", "browsing", "cart", "loyal"])}
+
+    transitions, _, _ = outputs(settings, "journey-transitions", "journey_transition",
+                                "transition_id")
+    entered, milestones, goal_by_stage = Counter(), Counter(), defaultdict(set)
+    seen_stage = defaultdict(set)
+    for t in transitions.values():
+        if t["kind"] == "entered_stage":
+            seen_stage[t["to"]].add(t["profile_id"])
+        if t["kind"] == "milestone_reached":
+            milestones[t["to"]] += 1
+    for stage, profiles in seen_stage.items():
+        entered[stage] = len(profiles)
+    assert {s: c.entered for s, c in counts.items()} == dict(entered)
+    assert {s: c.milestone for s, c in counts.items() if c.milestone} == dict(milestones)
+    states = table(settings, "profiles", "profile")
+    in_now = Counter(p["journeys"]["onboarding"]["stage"] for p in states.values()
+                     if p["journeys"].get("onboarding", {}).get("status") == "active")
+    assert {s: c.in_now for s, c in counts.items() if c.in_now} == dict(in_now)
+    assert counts["welcome"].to_next == len(seen_stage["welcome"] & seen_stage["browsing"])

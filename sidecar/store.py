@@ -1,0 +1,82 @@
+"""The sparse journey table in DuckDB, kept the way Treasure Data keeps its state table: new
+snapshot rows go to a staging table, the new state is built from the live table and the staging
+table with set operations, and replaces the live table by a rename inside one transaction, so a
+reader sees either the old table or the new one, never a mix.
+
+A snapshot file replaces everything known of the profiles it names (its `profile` marker rows):
+    new = (live EXCEPT rows of those profiles) UNION ALL staged rows
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+
+LIVE = "journey_state"
+COLUMNS = "profile_id VARCHAR, journey VARCHAR, version INTEGER, key VARCHAR, " \
+          "\"first\" BIGINT, last_left BIGINT, value VARCHAR"
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot file is missing or does not match its manifest."""
+
+
+class SparseStore:
+    def __init__(self, path: str = ":memory:") -> None:
+        self.db = duckdb.connect(path)
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS {LIVE} ({COLUMNS})")
+        self.db.execute("CREATE TABLE IF NOT EXISTS loaded_files (path VARCHAR PRIMARY KEY, "
+                        "\"partition\" INTEGER, \"offset\" BIGINT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS partition_offsets (\"partition\" INTEGER "
+                        "PRIMARY KEY, \"offset\" BIGINT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS profile_partitions "
+                        "(profile_id VARCHAR, \"partition\" INTEGER)")
+
+    def loaded(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT path FROM loaded_files").fetchall()}
+
+    def load_manifest(self, manifest: dict) -> int:
+        """Fold the manifest's files not loaded yet, in order; returns the rows staged."""
+        done = self.loaded()
+        staged = 0
+        for f in manifest["files"]:
+            if f["path"] in done:
+                continue
+            data = Path(f["path"]).read_bytes() if "://" not in f["path"] else None
+            if data is not None and hashlib.sha256(data).hexdigest() != f["sha256"]:
+                raise SnapshotError(f"{f['path']}: checksum does not match the manifest")
+            staged += self._fold(f["path"], manifest["partition"], f["offset"],
+                                 full=f["kind"] == "full")
+        return staged
+
+    def _fold(self, path: str, partition: int, offset: int, full: bool) -> int:
+        db = self.db
+        db.execute("BEGIN TRANSACTION")
+        try:
+            db.execute(f"CREATE OR REPLACE TEMP TABLE staging AS "
+                       f"SELECT * FROM read_parquet(?)", [path])
+            # A full snapshot of a partition replaces the partition's profiles: those it names,
+            # and the ones loaded from this partition before (a merged visitor may be gone).
+            scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "
+                     "SELECT profile_id FROM profile_partitions WHERE \"partition\" = ?"
+                     if full else "SELECT profile_id FROM staging WHERE key = 'profile'")
+            params = [partition] if full else []
+            db.execute(f"CREATE TABLE {LIVE}_next AS "
+                       f"SELECT * FROM {LIVE} WHERE profile_id NOT IN ({scope}) "
+                       f"UNION ALL SELECT * FROM staging WHERE key <> 'profile'", params)
+            db.execute(f"DROP TABLE {LIVE}")
+            db.execute(f"ALTER TABLE {LIVE}_next RENAME TO {LIVE}")
+            db.execute("DELETE FROM profile_partitions WHERE profile_id IN "
+                       "(SELECT profile_id FROM staging WHERE key = 'profile')")
+            db.execute("INSERT INTO profile_partitions SELECT profile_id, ? FROM staging "
+                       "WHERE key = 'profile'", [partition])
+            db.execute("INSERT INTO loaded_files VALUES (?, ?, ?)", [path, partition, offset])
+            db.execute("INSERT OR REPLACE INTO partition_offsets VALUES (?, ?)",
+                       [partition, offset])
+            rows = db.execute("SELECT count(*) FROM staging").fetchone()[0]
+            db.execute("COMMIT")
+            return rows
+        except Exception:
+            db.execute("ROLLBACK")
+            raise
