@@ -567,6 +567,8 @@ def _scalar(kind: str, op: str, raw, where: str, path: str):
         except ValueError as exc:
             raise ConditionError(path, f"{where}: {exc}") from None
     if kind == NUMBER:
+        if type(raw) is int and not -2**63 <= raw < 2**63:  # isfinite() overflows on these
+            raise ConditionError(path, f"{where} needs a number within 64 bits, got {raw!r}")
         if type(raw) not in _NUMBERS or not math.isfinite(raw):
             raise ConditionError(path, f"{where} needs a number, got {raw!r}")
         return raw

@@ -422,3 +422,8 @@ def test_error_paths_start_at_the_given_path():
     err = problem_of({"any": [{"segment": "a"}, {"count.view": {}}]}, "segments[2].condition")
     assert err.path == "segments[2].condition.any[1]"
     assert str(err).startswith("segments[2].condition.any[1]: 'count.view' has no operator")
+
+
+def test_a_number_beyond_64_bits_is_a_clear_error_not_an_overflow():
+    with pytest.raises(ConditionError, match="needs a number within 64 bits"):
+        parse_condition({"sum.purchase.amount": {"gt": 10**400}})
