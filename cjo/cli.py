@@ -5,6 +5,7 @@
     cjo worker [FAUST WORKER OPTIONS]      a Faust worker of the topology
     cjo validate FILE                      check segment and delivery definitions
     cjo apply FILE                         validate and publish them to running workers
+    cjo sidecar run [--once]               load snapshots into DuckDB, print journey funnels
     cjo demo                               the end-to-end demo on the local broker
 """
 from __future__ import annotations
@@ -106,6 +107,12 @@ def _apply(args, settings: Settings) -> int:
     return 0
 
 
+def _sidecar(args, settings: Settings) -> int:
+    from sidecar.follower import run
+
+    return run(settings, once=args.once)
+
+
 def _demo(args, settings: Settings) -> int:
     from cjo.demo import run_demo
 
@@ -135,12 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("validate", "check a definitions file"),
                        ("apply", "validate and publish a definitions file")):
         sub.add_parser(name, help=text).add_argument("file")
+    sc = sub.add_parser("sidecar", help="the analytical sidecar")
+    sc.add_argument("action", choices=["run"])
+    sc.add_argument("--once", action="store_true", help="load what is there, print, stop")
     d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")
     d.add_argument("--events", type=int, default=5000)
     d.add_argument("--users", type=int, default=200)
     args = parser.parse_args(argv)
     handler = {"broker": _broker, "topics": _topics, "demo": _demo, "validate": _validate,
-               "apply": _apply}[args.command]
+               "apply": _apply, "sidecar": _sidecar}[args.command]
     return handler(args, settings)
 
 

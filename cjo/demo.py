@@ -48,7 +48,8 @@ def run_demo(base: Settings, events: int, users: int) -> int:
         _say(f"The broker could not start: {exc}")
         return 1
 
-    settings = base.with_(app_id=f"{DEMO_PREFIX}{int(time.time())}", commit_interval=0.5)
+    settings = base.with_(app_id=f"{DEMO_PREFIX}{int(time.time())}", commit_interval=0.5,
+                          snapshot_interval=1.0)
     worker = None
     try:
         _forget_previous_demos(settings)
@@ -87,6 +88,11 @@ def run_demo(base: Settings, events: int, users: int) -> int:
             return 1
         _say("Moved the worker's clock two days past the last event: due journey waits fired")
         _summarise(settings, warmup + bulk)
+        time.sleep(2.5)  # the next snapshots (every second) reflect everything
+        from sidecar.follower import follow, print_funnels
+
+        _say("The sidecar loaded the snapshots into DuckDB; journey stage sets counted in SQL:")
+        print_funnels(asyncio.run(follow(settings, once=True)))
         return 0
     finally:
         if worker is not None:

@@ -135,3 +135,15 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
                      if p["journeys"].get("onboarding", {}).get("status") == "active")
     assert {s: c.in_now for s, c in counts.items() if c.in_now} == dict(in_now)
     assert counts["welcome"].to_next == len(seen_stage["welcome"] & seen_stage["browsing"])
+
+    # `cjo sidecar run --once` follows the snapshots topic and writes the same funnel.
+    from dataclasses import asdict
+
+    from sidecar.follower import follow
+
+    result = asyncio.run(follow(settings, once=True))
+    onboarding = [s for stages in result["journeys"] for s in stages
+                  if s["journey"] == "onboarding" and s["version"] == 1]
+    assert {s["stage"]: s for s in onboarding} == {s: asdict(c) for s, c in counts.items()}
+    assert result["offsets"] == {m["partition"]: m["offset"]
+                                 for m in _manifests(settings).values()}

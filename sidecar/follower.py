@@ -1,0 +1,102 @@
+"""`cjo sidecar run`: follow the snapshots topic, fold every new snapshot file into DuckDB, and
+write the journeys' funnels (stage sets counted) for the ops views and the terminal."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from cjo.kafka_io import read_to_end
+from cjo.settings import Settings
+from schemas.codec import AvroCodec
+from sidecar.funnels import funnel, journeys
+from sidecar.store import SparseStore
+
+log = logging.getLogger(__name__)
+
+
+def database_path(settings: Settings) -> Path:
+    return settings.data_dir / "sidecar" / f"{settings.app_id}.duckdb"
+
+
+def results_path(settings: Settings) -> Path:
+    return settings.data_dir / "sidecar" / f"{settings.app_id}.funnels.json"
+
+
+def write_funnels(settings: Settings, store: SparseStore, stage_order: dict) -> dict:
+    result = {"computed_at": int(time.time() * 1000),
+              "offsets": dict(store.db.execute(
+                  'SELECT "partition", "offset" FROM partition_offsets').fetchall()),
+              "journeys": [[asdict(c) for c in funnel(store.db, j, v, stage_order.get((j, v)))]
+                           for j, v in journeys(store.db)]}
+    path = results_path(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+    return result
+
+
+async def follow(settings: Settings, once: bool = False) -> dict:
+    path = database_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = SparseStore(str(path))
+    codec = AvroCodec("snapshot_manifest", settings.topic("snapshots"))
+    consumer = AIOKafkaConsumer(settings.topic("snapshots"),
+                                bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        latest: dict[int, dict] = {}
+        async for records in read_to_end(consumer):
+            for r in records:
+                manifest = codec.decode(r.value)
+                latest[manifest["partition"]] = manifest
+        for manifest in latest.values():
+            store.load_manifest(manifest)
+        order = await _stage_order(settings)
+        result = write_funnels(settings, store, order)
+        while not once:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for r in records:
+                    store.load_manifest(codec.decode(r.value))
+            if batches:
+                result = write_funnels(settings, store, await _stage_order(settings))
+        return result
+    finally:
+        await consumer.stop()
+        store.db.close()
+
+
+async def _stage_order(settings: Settings) -> dict[tuple[str, int], list[str]]:
+    """The stages of every journey version in their defined order (from the definitions)."""
+    from topology.definitions import build, read_all
+
+    defs = build(await read_all(settings))
+    return {(jid, n): [s.id for s in j.stages]
+            for jid, versions in defs.journey_versions.items() for n, j in versions.items()}
+
+
+def print_funnels(result: dict) -> None:
+    for stages in result["journeys"]:
+        if not stages:
+            continue
+        first = stages[0]
+        print(f"journey {first['journey']} v{first['version']}")
+        print(f"  {'stage':<12}{'entered':>9}{'in now':>9}{'milestone':>11}{'exited':>8}"
+              f"{'to next':>9}{'goal':>7}")
+        for s in stages:
+            print(f"  {s['stage']:<12}{s['entered']:>9}{s['in_now']:>9}{s['milestone']:>11}"
+                  f"{s['exited']:>8}{s['to_next']:>9}{s['goal']:>7}")
+
+
+def run(settings: Settings, once: bool) -> int:
+    result = asyncio.run(follow(settings, once))
+    print_funnels(result)
+    print(f"results in {results_path(settings)}")
+    return 0
