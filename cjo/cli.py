@@ -6,6 +6,7 @@
     cjo validate FILE                      check segment and delivery definitions
     cjo apply FILE                         validate and publish them to running workers
     cjo sidecar run [--once]               load snapshots into DuckDB, print journey funnels
+    cjo sidecar check [--percent P]        sampled consistency check; exit 1 on a violation
     cjo demo                               the end-to-end demo on the local broker
 """
 from __future__ import annotations
@@ -108,8 +109,10 @@ def _apply(args, settings: Settings) -> int:
 
 
 def _sidecar(args, settings: Settings) -> int:
-    from sidecar.follower import run
+    from sidecar.follower import run, run_check
 
+    if args.action == "check":
+        return run_check(settings, args.percent)
     return run(settings, once=args.once)
 
 
@@ -143,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                        ("apply", "validate and publish a definitions file")):
         sub.add_parser(name, help=text).add_argument("file")
     sc = sub.add_parser("sidecar", help="the analytical sidecar")
-    sc.add_argument("action", choices=["run"])
-    sc.add_argument("--once", action="store_true", help="load what is there, print, stop")
+    sc.add_argument("action", choices=["run", "check"])
+    sc.add_argument("--once", action="store_true", help="run: load what is there, print, stop")
+    sc.add_argument("--percent", type=float, default=50.0, help="check: sample size")
     d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")
     d.add_argument("--events", type=int, default=5000)
     d.add_argument("--users", type=int, default=200)

@@ -95,6 +95,25 @@ def print_funnels(result: dict) -> None:
                   f"{s['exited']:>8}{s['to_next']:>9}{s['goal']:>7}")
 
 
+def run_check(settings: Settings, percent: float) -> int:
+    """`cjo sidecar check`: load what is on the snapshots topic, check a sample; exit 1 on a
+    violation."""
+    from sidecar.check import check
+
+    asyncio.run(follow(settings, once=True))
+    store = SparseStore(str(database_path(settings)))
+    try:
+        report = check(store.db, percent)
+    finally:
+        store.db.close()
+    print(f"checked {report.sampled_profiles} profiles ({percent:g}% Bernoulli sample)")
+    for name, count in report.violations.items():
+        examples = ", ".join(report.examples[name])
+        print(f"  {name:<22}{count:>6}" + (f"   e.g. {examples}" if count else ""))
+    print("OK" if report.ok else "VIOLATIONS FOUND")
+    return 0 if report.ok else 1
+
+
 def run(settings: Settings, once: bool) -> int:
     result = asyncio.run(follow(settings, once))
     print_funnels(result)

@@ -100,3 +100,41 @@ def test_a_reader_sees_the_old_table_or_the_new_one_never_a_mix(tmp_path):
     thread.join()
     valid = {(2000 * (2 + n), 0 if n == 0 else 2000) for n in range(7)}
     assert seen and seen <= valid, seen - valid
+
+
+def test_the_consistency_check_finds_planted_violations_and_names_them(tmp_path):
+    from sidecar.check import check
+
+    store = SparseStore()
+    good = [r for i in range(200) for r in profile_rows(f"p{i}", ["s1", "s2"])]
+    bad = [("x1", "j", 1, "stage:s1", 0, None, None)]                    # before the journey
+    bad += [("x2", "j", 1, "exit:s1:0", 50, None, None)]                 # exit, never entered
+    bad += [("x3", "j", 1, "journey", 1, None, None),
+            ("x3", "j", 1, "stage:s1", 10, None, None),
+            ("x3", "j", 1, "stage:s2", 11, None, None)]                  # two stages open
+    bad += [("x4", "j", 1, "journey", 1, None, None), ("x4", "j", 1, "goal", 5, None, None),
+            ("x4", "j", 1, "stage:s2", 9, None, None)]                   # stage after the goal
+    bad += [("x5", "j", 1, "journey", 5, 4, None)]                       # left before reached
+    markers = [(p, None, None, "profile", None, None, None) for p in ("x1", "x2", "x3", "x4", "x5")]
+    f = {**write(tmp_path / "f.parquet", good + bad + markers), "kind": "full", "offset": 1}
+    store.load_manifest(manifest(0, f))
+
+    clean = check(store.db, percent=100)
+    assert clean.sampled_profiles == 205
+    assert clean.violations == {"stage_before_journey": 1, "stage_after_goal": 1,
+                                "exit_without_entry": 1, "two_stages_at_once": 1,
+                                "left_before_reached": 1}
+    assert clean.examples["two_stages_at_once"] == ["x3"] and not clean.ok
+    sampled = check(store.db, percent=50, seed=7)
+    assert 0 < sampled.sampled_profiles < 205
+
+
+def test_the_consistency_check_passes_on_valid_state(tmp_path):
+    from sidecar.check import check
+
+    store = SparseStore()
+    rows = [r for i in range(50) for r in profile_rows(f"p{i}", ["s1", "s2", "s3"])]
+    store.load_manifest(manifest(0, {**write(tmp_path / "f.parquet", rows), "kind": "full",
+                                     "offset": 1}))
+    report = check(store.db, percent=100)
+    assert report.ok and report.sampled_profiles == 50
