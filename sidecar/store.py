@@ -54,8 +54,8 @@ class SparseStore:
         db = self.db
         db.execute("BEGIN TRANSACTION")
         try:
-            db.execute(f"CREATE OR REPLACE TEMP TABLE staging AS "
-                       f"SELECT * FROM read_parquet(?)", [path])
+            db.execute("CREATE OR REPLACE TEMP TABLE staging AS "
+                       "SELECT * FROM read_parquet(?)", [path])
             # A full snapshot of a partition replaces the partition's profiles: those it names,
             # and the ones loaded from this partition before (a merged visitor may be gone).
             scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "

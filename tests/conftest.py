@@ -2,7 +2,6 @@
 started with the same deploy/ code a user runs; when it cannot start, they fail with the reason."""
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from pathlib import Path

@@ -119,7 +119,7 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
 
     transitions, _, _ = outputs(settings, "journey-transitions", "journey_transition",
                                 "transition_id")
-    entered, milestones, goal_by_stage = Counter(), Counter(), defaultdict(set)
+    entered, milestones = Counter(), Counter()
     seen_stage = defaultdict(set)
     for t in transitions.values():
         if t["kind"] == "entered_stage":

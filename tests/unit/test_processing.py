@@ -5,7 +5,6 @@ import base64
 import copy
 import json
 
-import pytest
 
 from state.definitions import choose_variant, load_definitions
 from state.durations import DAY, HOUR, MINUTE

@@ -2,7 +2,6 @@
 is folded into a member on identify (`fold_visitor`)."""
 import copy
 
-import pytest
 
 from state.conditions import EvalContext, evaluate, parse_condition
 from state.durations import DAY, HOUR, MINUTE
