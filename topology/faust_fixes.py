@@ -37,3 +37,10 @@ def fail_stop(message, exc: BaseException) -> None:
                  message.topic, message.partition, message.offset, exc, exc_info=exc)
     logging.shutdown()
     os._exit(70)  # EX_SOFTWARE; a supervisor restarts the worker
+
+
+def stores_settled(app) -> bool:
+    """True when no rebalance or table recovery is under way: only then may a timer read the
+    tables' RocksDB stores directly (reading them opens a partition's database, which must not
+    happen while Faust is still assigning and recovering it)."""
+    return not app.rebalancing and app.tables.recovery.completed.is_set()

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from state.sparse import COLUMNS, sparse_rows
+from topology.faust_fixes import stores_settled
 
 log = logging.getLogger(__name__)
 FULL_EVERY = 10  # every tenth snapshot of a partition is a full one
@@ -47,6 +48,8 @@ class Snapshotter:
                 yield decode(value)
 
     async def tick(self) -> None:
+        if not stores_settled(self.topology.app):
+            return
         stats = self.topology.stats.counters
         for partition in self._owned():
             if partition not in self.next_offset:

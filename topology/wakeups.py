@@ -14,6 +14,7 @@ import logging
 import time
 
 from state.processing import waits
+from topology.faust_fixes import stores_settled
 
 log = logging.getLogger(__name__)
 RESEND_AFTER = 10.0  # seconds before a wake-up not yet applied is sent again
@@ -66,6 +67,8 @@ class WakeupTimer:
                 yield key
 
     async def tick(self) -> None:
+        if not stores_settled(self.topology.app):
+            return
         now_ms = self.clock.now_ms()
         wire = self.topology.wire
         inputs = self.topology.topics["profile-inputs"]
