@@ -141,19 +141,7 @@ def _wakeups_done(settings: Settings, worker, timeout: float = 120.0) -> bool:
 
 def _forget_previous_demos(settings: Settings) -> None:
     """Delete earlier demo runs' topics and tables so that demos do not pile up."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    async def go():
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        await admin.start()
-        try:
-            old = [t for t in await admin.list_topics() if t.startswith(DEMO_PREFIX)]
-            if old:
-                await admin.delete_topics(old)
-        finally:
-            await admin.close()
-
-    asyncio.run(go())
+    topics.delete_topics(settings, (DEMO_PREFIX,))
     for old in (settings.data_dir / "workers").glob(DEMO_PREFIX + "*"):
         shutil.rmtree(old, ignore_errors=True)
 

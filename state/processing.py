@@ -63,6 +63,8 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
 
     sends: list[dict] = []
     kind = record["kind"]
+    if kind not in ("merge_in", "wakeup"):  # these two are not positions of an input topic
+        profile["positions"][str(record["source_partition"])] = record["source_offset"]
     if kind == "wakeup":
         _wake(profile, record, offset, defs, wire, sends)
     elif kind == "merge_in":
@@ -92,11 +94,8 @@ def _already_applied(profile: dict, record: dict) -> bool:
         state = profile["journeys"].get(record["journey"])
         return not (state and state["status"] == "active" and state["seq"] == record["seq"]
                     and state["due"] is not None)
-    partition = str(record["source_partition"])
-    if profile["positions"].get(partition, -1) >= record["source_offset"]:
-        return True
-    profile["positions"][partition] = record["source_offset"]
-    return False
+    last = profile["positions"].get(str(record["source_partition"]), -1)
+    return last >= record["source_offset"]
 
 
 def _apply_event(profile, record, offset, defs, wire, sends) -> None:

@@ -1,18 +1,17 @@
 """In-process counters of a worker, shown by the /stats view (Prometheus comes later)."""
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 
 
 class WorkerStats:
     def __init__(self) -> None:
         self.dead_letters: Counter = Counter()  # by reason code
         self.counters: Counter = Counter()
-        self.wakeup_delays: list[int] = []  # ms from due time to applied, recent ones
+        self.wakeup_delays: deque[int] = deque(maxlen=10_000)  # ms, due → applied, recent
 
     def observe_wakeup(self, delay_ms: int) -> None:
         self.wakeup_delays.append(delay_ms)
-        del self.wakeup_delays[:-10_000]
 
     def as_dict(self) -> dict:
         delays = sorted(self.wakeup_delays)

@@ -119,18 +119,13 @@ def ensure_topics(settings: Settings, specs=ALL + CHANGELOGS) -> list[str]:
     return asyncio.run(_ensure(settings, specs))
 
 
-async def _delete(settings: Settings) -> list[str]:
+async def _delete(settings: Settings, prefixes: tuple[str, ...]) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        prefix = settings.app_id + "."
-        changelog_prefix = settings.app_id + "-"
-        names = [
-            t for t in await admin.list_topics()
-            if t.startswith(prefix) or t.startswith(changelog_prefix)
-        ]
+        names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
         if names:
             await admin.delete_topics(names)
         return names
@@ -138,6 +133,8 @@ async def _delete(settings: Settings) -> list[str]:
         await admin.close()
 
 
-def delete_topics(settings: Settings) -> list[str]:
-    """Delete this app's topics and Faust's changelog topics (the demo cleans up after itself)."""
-    return asyncio.run(_delete(settings))
+def delete_topics(settings: Settings, prefixes: tuple[str, ...] | None = None) -> list[str]:
+    """Delete this app's topics and its Faust changelogs, or every topic whose name starts
+    with one of `prefixes` (the demo removes earlier demo runs)."""
+    default = (settings.app_id + ".", settings.app_id + "-")
+    return asyncio.run(_delete(settings, prefixes or default))

@@ -56,8 +56,8 @@ def _wait_wakeups(settings, worker, timeout=120.0) -> dict:
 def _compare(settings, model):
     states = table(settings, "profiles", "profile")
     expected = model.states()
-    wrong = [pid for pid in expected if comparable(states.get(pid, {}) or {}) != expected[pid]
-             ] if all(pid in states for pid in expected) else sorted(set(expected) - set(states))
+    wrong = [pid for pid in expected
+             if pid not in states or comparable(states[pid]) != expected[pid]]
     assert not wrong, (f"{len(wrong)} profiles differ, e.g. {wrong[0]}:\nstream "
                        f"{states.get(wrong[0], {}).get('journeys')}\nmodel  "
                        f"{expected[wrong[0]]['journeys']}")
