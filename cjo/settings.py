@@ -54,6 +54,7 @@ class Settings:
     session_timeout: float = 10.0  # seconds before a silent worker's partitions move
     snapshot_interval: float = 60.0  # seconds between journey-state snapshots
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
+    snapshot_chunk: int = 1000  # profiles a full snapshot reads between two yields
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -74,6 +75,7 @@ class Settings:
             snapshot_interval=_positive(env, "CJO_SNAPSHOT_INTERVAL", defaults.snapshot_interval,
                                         float),
             snapshot_dir=env.get("CJO_SNAPSHOT_DIR") or "",
+            snapshot_chunk=_positive(env, "CJO_SNAPSHOT_CHUNK", defaults.snapshot_chunk),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -92,6 +94,7 @@ class Settings:
             "CJO_SESSION_TIMEOUT": str(self.session_timeout),
             "CJO_SNAPSHOT_INTERVAL": str(self.snapshot_interval),
             "CJO_SNAPSHOT_DIR": self.snapshot_dir,
+            "CJO_SNAPSHOT_CHUNK": str(self.snapshot_chunk),
         }
 
     def with_(self, **changes) -> "Settings":

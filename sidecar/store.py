@@ -30,8 +30,10 @@ class SparseStore:
                         "\"partition\" INTEGER, \"offset\" BIGINT)")
         self.db.execute("CREATE TABLE IF NOT EXISTS partition_offsets (\"partition\" INTEGER "
                         "PRIMARY KEY, \"offset\" BIGINT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS profile_partitions "
-                        "(profile_id VARCHAR, \"partition\" INTEGER)")
+        # What the snapshots' marker rows say of each profile: where it lives, the time of its
+        # last event, whether a merge touched it.
+        self.db.execute("CREATE TABLE IF NOT EXISTS snapshot_profiles (profile_id VARCHAR, "
+                        "\"partition\" INTEGER, last_seen BIGINT, merged BOOLEAN)")
 
     def loaded(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT path FROM loaded_files").fetchall()}
@@ -59,7 +61,7 @@ class SparseStore:
             # A full snapshot of a partition replaces the partition's profiles: those it names,
             # and the ones loaded from this partition before (a merged visitor may be gone).
             scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "
-                     "SELECT profile_id FROM profile_partitions WHERE \"partition\" = ?"
+                     "SELECT profile_id FROM snapshot_profiles WHERE \"partition\" = ?"
                      if full else "SELECT profile_id FROM staging WHERE key = 'profile'")
             params = [partition] if full else []
             db.execute(f"CREATE TABLE {LIVE}_next AS "
@@ -67,10 +69,9 @@ class SparseStore:
                        f"UNION ALL SELECT * FROM staging WHERE key <> 'profile'", params)
             db.execute(f"DROP TABLE {LIVE}")
             db.execute(f"ALTER TABLE {LIVE}_next RENAME TO {LIVE}")
-            db.execute("DELETE FROM profile_partitions WHERE profile_id IN "
-                       "(SELECT profile_id FROM staging WHERE key = 'profile')")
-            db.execute("INSERT INTO profile_partitions SELECT profile_id, ? FROM staging "
-                       "WHERE key = 'profile'", [partition])
+            db.execute(f"DELETE FROM snapshot_profiles WHERE profile_id IN ({scope})", params)
+            db.execute("INSERT INTO snapshot_profiles SELECT profile_id, ?, \"first\", "
+                       "value IS NOT NULL FROM staging WHERE key = 'profile'", [partition])
             db.execute("INSERT INTO loaded_files VALUES (?, ?, ?)", [path, partition, offset])
             db.execute("INSERT OR REPLACE INTO partition_offsets VALUES (?, ?)",
                        [partition, offset])

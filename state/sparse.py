@@ -23,3 +23,15 @@ def sparse_rows(profile: dict) -> list[tuple]:
         rows.append((pid, journey, state["version"], "position", state["entered_at"],
                      state["left_at"], where))
     return rows
+
+
+def profile_rows(profile: dict) -> list[tuple]:
+    """Everything a snapshot holds of a profile: a marker row (key `profile`: whoever reads the
+    snapshot replaces what it knew of the profile; `first` is its last event time, `value` is
+    `merged` when a merge touched it), a row per segment it is in (key `segment:<id>`, no
+    journey), and its sparse journey rows."""
+    pid = profile["profile_id"]
+    merged = "merged" if profile["merges_done"] or profile["merged_into"] else None
+    rows = [(pid, None, None, "profile", profile["last_seen"], None, merged)]
+    rows += [(pid, None, None, f"segment:{s}", None, None, None) for s in profile["segments"]]
+    return rows + sparse_rows(profile)

@@ -1,0 +1,382 @@
+"""Benchmark of the analytical sidecar (sidecar/) on synthetic journey-state snapshots.
+
+For each size (total rows of a full snapshot file) it writes a full snapshot Parquet file in the
+snapshot agent's schema (topology/snapshots.py `_write`, rows as in state/sparse.py) and a delta
+file naming 1% of its profiles, then measures with time.perf_counter:
+
+  load     SparseStore(<file>.duckdb).load_manifest(manifest of the full file): checksum, staging
+           and fold (the checksum's share is timed apart as well)
+  delta    load_manifest of the next manifest (full + delta): folding the delta in
+  funnels  sidecar.funnels.journeys(db), then funnel(db, journey, version, stage order) for each
+  check    sidecar.check.check(db, 10.0), and at 100% to show what the sample saves
+
+and prints the Parquet and DuckDB file sizes, the peak RSS of the process that ran the sidecar
+(each size runs in its own fresh process, so the figure is that size's alone) and the CPU count.
+
+Run from the repository root (prints figures; it is not a test):
+
+    python -m bench.sidecar                          # 1,000,000 and 10,000,000 rows
+    python -m bench.sidecar --rows 1000000 --dir /tmp/sidecar-bench   # keep the files there
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import multiprocessing
+import os
+import resource
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+# Exactly the schema topology/snapshots.py `_write` gives its Parquet files.
+SCHEMA = pa.schema([
+    ("profile_id", pa.string()), ("journey", pa.string()), ("version", pa.int32()),
+    ("key", pa.string()), ("first", pa.int64()), ("last_left", pa.int64()),
+    ("value", pa.string())])
+
+# -- the synthetic population ------------------------------------------------------------------
+# Five journeys of four stages. Stage ids are deliberately not in alphabetical order, so that the
+# funnels need the defined order (as `cjo sidecar run` passes it) to find each stage's next one.
+JOURNEYS = {
+    "onboarding": ["signup", "profile", "first-order", "repeat"],
+    "cart-recovery": ["abandoned", "reminded", "returned", "bought"],
+    "upsell": ["eligible", "offered", "clicked", "upgraded"],
+    "reactivation": ["lapsed", "contacted", "visited", "active"],
+    "loyalty": ["member", "silver", "gold", "platinum"],
+}
+ENTER = {"onboarding": 0.6, "cart-recovery": 0.45, "upsell": 0.35,  # share of profiles
+         "reactivation": 0.25, "loyalty": 0.15}                      # that entered it
+ON = (0.6, 0.45, 0.3)                 # P(reach stage k+1 | reached stage k): a narrowing funnel
+MILESTONE = 0.7                       # a stage left by its milestone (else by a later entry)
+GOAL = (0.02, 0.05, 0.15, 0.3)        # P(goal), by the deepest stage reached
+EXIT = 0.1                            # P(a stage exit at the deepest stage)
+COMPLETE = 0.3                        # at the last stage: its milestone, journey completed
+VERSION_2 = 0.3                       # profiles that entered the journey's second version
+
+START = 1_767_225_600_000             # 2026-01-01 UTC, in ms: entries spread over 90 days
+DAY = 86_400_000
+MIN_GAP = 60_000                      # at least a minute between two moves: times strictly grow
+
+CHUNK = 100_000  # profiles generated and written at a time (one row group): bounded memory
+DELTA_EVERY = 100  # the delta names every 100th profile: 1% changed
+
+
+class Draws:
+    """Uniform [0, 1) draws from Arrow's generator (numpy is not a dependency): each draw gets its
+    own seed, so a run is reproducible."""
+
+    def __init__(self, seed: int) -> None:
+        self.seeds = itertools.count(seed * 1_000_003)
+
+    def __call__(self, n: int) -> pa.Array:
+        return pc.random(n, initializer=next(self.seeds))
+
+
+def profile_ids(indices: range) -> pa.Array:
+    """UUID-shaped ids (visitor ids are UUIDs), a fixed function of the index so that the delta
+    names the same profiles as the full file (an odd multiplier mod 2**128 is a bijection)."""
+    ids = []
+    for i in indices:
+        h = f"{(i + 1) * 0x9E3779B97F4A7C15F39CC0605CEDC835 % (1 << 128):032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return pa.array(ids, pa.string())
+
+
+def _key_order(journey: str) -> dict[str, int]:
+    """state/sparse.py writes a journey's keys sorted, then its `position` row; this rank (plus
+    the journey's rank) lets a chunk be sorted into the same row order."""
+    keys = sorted(["journey", "goal"] + [f"{p}:{s}" for p in ("stage", "milestone")
+                                         for s in JOURNEYS[journey]] + ["exit:"])
+    return {**{k: i for i, k in enumerate(keys)}, "position": len(keys)}
+
+
+def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]:
+    """The sparse rows of one journey for a chunk of n profiles (pidx: position in the chunk,
+    kord: rank of the row within the profile; `rank`: the journey's among the sorted ids)."""
+    stages = JOURNEYS[journey]
+    order = _key_order(journey)
+    who = pc.filter(pa.array(range(n), pa.int64()), pc.less(draw(n), ENTER[journey]))
+    m = len(who)
+    version = pc.cast(pc.if_else(pc.less(draw(m), VERSION_2), 2, 1), pa.int32())
+
+    def ms(start: int, spread: int) -> pa.Array:  # whole ms in [start, start + spread)
+        return pc.cast(pc.floor(pc.add(pc.multiply(draw(m), spread), start)), pa.int64())
+
+    def gap() -> pa.Array:
+        return ms(MIN_GAP, 3 * DAY)
+
+    # Stage k is reached at t[k] (stage 1 together with the journey); reached[k] narrows.
+    t = [ms(START, 90 * DAY)]
+    reached = [pa.repeat(True, m)]
+    for k in range(1, len(stages)):
+        reached.append(pc.and_(reached[-1], pc.less(draw(m), ON[k - 1])))
+        t.append(pc.add(t[-1], gap()))
+    deepest = pa.repeat(pa.scalar(0, pa.int8()), m)  # index of the deepest stage reached
+    for r in reached[1:]:
+        deepest = pc.add(deepest, pc.cast(r, pa.int8()))
+
+    # How the profile stands at its deepest stage: goal, stage exit, completed, or still in it.
+    u = draw(m)
+    goal_p = pc.take(pa.array(GOAL), deepest)
+    goal = pc.less(u, goal_p)
+    exit_ = pc.and_(pc.invert(goal), pc.less(u, pc.add(goal_p, EXIT)))
+    complete = pc.and_(pc.equal(deepest, len(stages) - 1),
+                             pc.and_(pc.invert(pc.or_(goal, exit_)),
+                                     pc.less(u, pc.add(goal_p, EXIT + COMPLETE))))
+    left = pc.or_(pc.or_(goal, exit_), complete)
+    end = pc.add(pc.choose(deepest, *t), gap())  # when it left, after its last stage began
+    left_at = pc.if_else(left, end, pa.scalar(None, pa.int64()))
+
+    def emit(mask, key, first, last_left=None, value=None) -> pa.Table:
+        """The rows of the entrants in `mask`; each column given per entrant, as one value for
+        all, or None (null)."""
+        pidx = pc.filter(who, mask)
+        picked = len(pidx)
+
+        def column(values, typ) -> pa.Array:
+            if values is None:
+                return pa.nulls(picked, typ)
+            if isinstance(values, pa.Array):
+                return pc.filter(values, mask)
+            return pa.repeat(pa.scalar(values, typ), picked)
+
+        kord = rank * 64 + order[key if isinstance(key, str) else "exit:"]
+        return pa.table({
+            "pidx": pidx, "kord": pa.repeat(pa.scalar(kord, pa.int32()), picked),
+            "journey": pa.repeat(journey, picked), "version": pc.filter(version, mask),
+            "key": column(key, pa.string()), "first": column(first, pa.int64()),
+            "last_left": column(last_left, pa.int64()), "value": column(value, pa.string())})
+
+    everyone = pa.repeat(True, m)
+    out = [emit(everyone, "journey", t[0], left_at)]
+    for k, stage in enumerate(stages):
+        last = k == len(stages) - 1
+        # A stage is left when the next is reached, else when the journey is left; else open:
+        # so at most one stage of a journey is open, and only while the journey is.
+        stage_left = left_at if last else pc.if_else(reached[k + 1], t[k + 1], left_at)
+        out.append(emit(reached[k], f"stage:{stage}", t[k], stage_left))
+        milestone = (complete if last
+                     else pc.and_(reached[k + 1], pc.less(draw(m), MILESTONE)))
+        out.append(emit(milestone, f"milestone:{stage}", end if last else t[k + 1]))
+    exit_keys = pa.array([f"exit:{s}:{i}" for s in stages for i in (0, 1)])
+    which = pc.add(pc.multiply(pc.cast(deepest, pa.int64()), 2),
+                   pc.cast(pc.greater(draw(m), 0.8), pa.int64()))  # mostly the first exit rule
+    out.append(emit(exit_, pc.take(exit_keys, which), end))
+    out.append(emit(goal, "goal", end))
+    where = pc.if_else(left, "left", pc.take(pa.array([f"{s}/wait" for s in stages]), deepest))
+    out.append(emit(everyone, "position", t[0], left_at, where))
+    return out
+
+
+def snapshot_chunk(indices: range, draw: Draws) -> pa.Table:
+    """The rows of a chunk of profiles in `_write`'s order: per profile its `profile` marker row,
+    then its journeys' rows; the pidx column (position in the chunk) is kept for cutting."""
+    n = len(indices)
+    markers = pa.table({
+        "pidx": pa.array(range(n), pa.int64()), "kord": pa.repeat(pa.scalar(-1, pa.int32()), n),
+        "journey": pa.nulls(n, pa.string()), "version": pa.nulls(n, pa.int32()),
+        "key": pa.repeat("profile", n), "first": pa.nulls(n, pa.int64()),
+        "last_left": pa.nulls(n, pa.int64()), "value": pa.nulls(n, pa.string())})
+    parts = [markers]
+    for rank, journey in enumerate(sorted(JOURNEYS)):
+        parts += journey_rows(rank, journey, n, draw)
+    rows = pa.concat_tables(parts).sort_by([("pidx", "ascending"), ("kord", "ascending")])
+    ids = pc.take(profile_ids(indices), rows["pidx"])
+    return rows.append_column("profile_id", ids)
+
+
+def write_snapshot(path: Path, indices: range, seed: int, max_rows: int | None = None) -> dict:
+    """Write the profiles `indices` (stopping at the last whole profile within max_rows) to one
+    Parquet file, a chunk of profiles per row group; returns counts and generation time."""
+    started = time.perf_counter()
+    draw = Draws(seed)
+    rows = profiles = 0
+    with pq.ParquetWriter(path, SCHEMA) as writer:  # pq.write_table's defaults (snappy)
+        for at in range(0, len(indices), CHUNK):
+            chunk = snapshot_chunk(indices[at:at + CHUNK], draw)
+            full = max_rows is not None and rows + len(chunk) >= max_rows
+            if full:
+                # Cut before the profile that would pass the target: whole profiles only.
+                cut = chunk["pidx"][max_rows - rows].as_py() if rows + len(chunk) > max_rows \
+                    else len(indices[at:at + CHUNK])
+                chunk = chunk.filter(pc.less(chunk["pidx"], cut))
+            writer.write_table(chunk.select(SCHEMA.names).cast(SCHEMA))
+            rows += len(chunk)
+            profiles += pc.count_distinct(chunk["pidx"]).as_py()
+            if full:
+                break
+    return {"rows": rows, "profiles": profiles, "seconds": time.perf_counter() - started}
+
+
+def file_entry(path: Path, kind: str, offset: int, written: dict) -> dict:
+    """A manifest's file entry, as the snapshot agent publishes it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "kind": kind, "offset": offset, "profiles": written["profiles"],
+            "rows": written["rows"], "sha256": digest.hexdigest()}
+
+
+# -- measuring (in a fresh process per size) ---------------------------------------------------
+
+def _db_bytes(db_path: Path) -> int:
+    # DuckDB may still hold part of the data in its write-ahead log next to the file.
+    wal = db_path.with_name(db_path.name + ".wal")
+    return db_path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def measure(db_path: str, full: dict, delta: dict) -> dict:
+    """Load, fold, funnel and check, timed; runs in its own process (imports the sidecar here so
+    that the parent's memory and imports do not count)."""
+    from sidecar.check import check
+    from sidecar.funnels import funnel, journeys
+    from sidecar.store import SparseStore
+
+    out = {}
+    started = time.perf_counter()
+    hashlib.sha256(Path(full["path"]).read_bytes()).hexdigest()  # what load_manifest does first
+    out["checksum_s"] = time.perf_counter() - started
+
+    store = SparseStore(db_path)
+    db = store.db
+    out["threads"], out["memory_limit"] = db.execute(
+        "SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
+    started = time.perf_counter()
+    out["staged"] = store.load_manifest({"partition": 0, "offset": full["offset"],
+                                         "files": [full]})
+    out["load_s"] = time.perf_counter() - started
+    out["db_bytes_load"] = _db_bytes(Path(db_path))
+
+    # The agent's next manifest lists the full file and the delta; only the delta is folded.
+    started = time.perf_counter()
+    out["delta_staged"] = store.load_manifest({"partition": 0, "offset": delta["offset"],
+                                               "files": [full, delta]})
+    out["delta_s"] = time.perf_counter() - started
+    out["live_rows"] = db.execute("SELECT count(*) FROM journey_state").fetchone()[0]
+
+    started = time.perf_counter()
+    found = journeys(db)
+    funnels = [funnel(db, j, v, JOURNEYS.get(j)) for j, v in found]  # order as `cjo sidecar run`
+    out["funnels_s"] = time.perf_counter() - started
+    out["funnels"] = len(found)
+    out["example"] = [(c.stage, c.entered, c.in_now, c.milestone, c.exited, c.to_next, c.goal)
+                      for c in funnels[0]] if funnels else []
+
+    for percent in (10.0, 100.0):
+        started = time.perf_counter()
+        report = check(db, percent, seed=1)
+        out[f"check{percent:g}_s"] = time.perf_counter() - started
+        out[f"check{percent:g}_profiles"] = report.sampled_profiles
+        out[f"check{percent:g}_violations"] = sum(report.violations.values())
+
+    db.close()
+    out["db_bytes"] = _db_bytes(Path(db_path))
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return out
+
+
+def run_size(target: int, where: Path) -> dict:
+    where.mkdir(parents=True, exist_ok=True)
+    full_path, delta_path = where / f"{target}-full.parquet", where / f"{target}-delta.parquet"
+    db_path = where / f"{target}.duckdb"
+    for stale in (db_path, db_path.with_name(db_path.name + ".wal")):
+        stale.unlink(missing_ok=True)  # a kept --dir: start from an empty database
+
+    print(f"\n{target:,} rows: generating in {where}", flush=True)
+    written = write_snapshot(full_path, range(10 ** 12), seed=target, max_rows=target)
+    full = file_entry(full_path, "full", 1_000_000, written)
+    # The delta: the same profiles' ids, new states (a different seed) for every 100th one.
+    changed = write_snapshot(delta_path, range(0, written["profiles"], DELTA_EVERY),
+                             seed=target + 1)
+    delta = file_entry(delta_path, "delta", 1_000_000 + changed["profiles"], changed)
+    print(f"  full: {written['rows']:,} rows, {written['profiles']:,} profiles, "
+          f"{written['seconds']:.1f} s; delta: {changed['rows']:,} rows, "
+          f"{changed['profiles']:,} profiles", flush=True)
+
+    # A fresh process per size, so that its peak RSS is the sidecar's at this size alone.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        result = pool.submit(measure, str(db_path), full, delta).result()
+    result.update(target=target, rows=written["rows"], profiles=written["profiles"],
+                  gen_s=written["seconds"], parquet_bytes=full_path.stat().st_size,
+                  delta_rows=changed["rows"], delta_profiles=changed["profiles"],
+                  delta_bytes=delta_path.stat().st_size)
+    print(f"  load {result['load_s']:.2f} s, delta {result['delta_s']:.2f} s, "
+          f"funnels {result['funnels_s']:.2f} s, check 10% {result['check10_s']:.2f} s",
+          flush=True)
+    return result
+
+
+# -- output ------------------------------------------------------------------------------------
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f}"
+
+
+ROWS = [  # (label, how to render a result)
+    ("rows (full file)", lambda r: f"{r['rows']:,}"),
+    ("profiles", lambda r: f"{r['profiles']:,}"),
+    ("generate s", lambda r: f"{r['gen_s']:.1f}"),
+    ("parquet MB (full / delta)", lambda r: f"{_mb(r['parquet_bytes'])} / {_mb(r['delta_bytes'])}"),
+    ("(a) load+fold s", lambda r: f"{r['load_s']:.2f}"),
+    ("    of which sha256 s", lambda r: f"{r['checksum_s']:.2f}"),
+    ("    rows/s", lambda r: f"{r['rows'] / r['load_s']:,.0f}"),
+    ("(b) delta fold s", lambda r: f"{r['delta_s']:.2f}"),
+    ("    delta rows / profiles", lambda r: f"{r['delta_rows']:,} / {r['delta_profiles']:,}"),
+    ("    live rows after", lambda r: f"{r['live_rows']:,}"),
+    ("(c) funnels s (journey versions)", lambda r: f"{r['funnels_s']:.2f} ({r['funnels']})"),
+    ("(d) check 10% s", lambda r: f"{r['check10_s']:.2f}"),
+    ("    sampled profiles", lambda r: f"{r['check10_profiles']:,}"),
+    ("    check 100% s (profiles)", lambda r: f"{r['check100_s']:.2f} ({r['check100_profiles']:,})"),
+    ("    violations (10% / 100%)",
+     lambda r: f"{r['check10_violations']} / {r['check100_violations']}"),
+    ("duckdb MB (after load / end)", lambda r: f"{_mb(r['db_bytes_load'])} / {_mb(r['db_bytes'])}"),
+    ("peak RSS MB (sidecar process)", lambda r: _mb(r["peak_rss"])),
+]
+
+
+def print_table(results: list[dict]) -> None:
+    first = results[0]
+    print(f"\ncpu count {os.cpu_count()}; DuckDB threads {first['threads']}, "
+          f"memory limit {first['memory_limit']}")
+    width = max(len(label) for label, _ in ROWS) + 2
+    cells = [[render(r) for r in results] for _, render in ROWS]
+    col = max(len(c) for row in cells for c in row) + 2
+    print("".join([f"{'':<{width}}"] + [f"{r['target']:>{col},}" for r in results]))
+    for (label, _), row in zip(ROWS, cells):
+        print("".join([f"{label:<{width}}"] + [f"{c:>{col}}" for c in row]))
+    example = results[-1]["example"]
+    if example:
+        print(f"\nfunnel of the first journey version at {results[-1]['target']:,} rows "
+              "(stage, entered, in now, milestone, exited, to next, goal):")
+        for stage in example:
+            print("  " + "  ".join(str(x) for x in stage))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sidecar", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000],
+                        help="rows of the full snapshot file, one run per size")
+    parser.add_argument("--dir", type=Path,
+                        help="keep the files here (default: a temporary directory, removed)")
+    args = parser.parse_args(argv)
+    where = args.dir or Path(tempfile.mkdtemp(prefix="cjo-bench-sidecar-"))
+    try:
+        results = [run_size(n, where) for n in args.rows]
+    finally:
+        if args.dir is None:
+            shutil.rmtree(where, ignore_errors=True)
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
