@@ -1,7 +1,8 @@
 """Benchmark of the analytical sidecar (sidecar/) on synthetic journey-state snapshots.
 
-For each size (total rows of a full snapshot file) it writes a full snapshot Parquet file in the
-snapshot agent's schema (topology/snapshots.py `_write`, rows as in state/sparse.py) and a delta
+For each size (total rows of a full snapshot file) it writes a full snapshot Parquet file as the
+snapshot agent writes it (topology/snapshots.py `SnapshotFile`: its schema, a row group per
+`CJO_SNAPSHOT_CHUNK` profiles; rows as state/sparse.py `profile_rows` makes them) and a delta
 file naming 1% of its profiles, then measures with time.perf_counter:
 
   load     SparseStore(<file>.duckdb).load_manifest(manifest of the full file): checksum, staging
@@ -36,13 +37,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# Exactly the schema topology/snapshots.py `_write` gives its Parquet files.
+# Exactly the schema of topology/snapshots.py's snapshot files.
 SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("journey", pa.string()), ("version", pa.int32()),
     ("key", pa.string()), ("first", pa.int64()), ("last_left", pa.int64()),
     ("value", pa.string())])
 
 # -- the synthetic population ------------------------------------------------------------------
+# Rows of a profile: its `profile` marker (last event time; `merged` for some), a row per segment
+# it is in, and per journey entered: journey, stage:<id> per stage reached, milestone:<id>, at most
+# one exit:<stage>:<n> or goal, and position. (Real files also hold step:/branch: rows; they are
+# left out, so a given row count here stands for somewhat more profiles than in production.)
+SEGMENTS = {"browsers": 0.5, "buyers": 0.3, "newsletter": 0.2, "vip": 0.05, "churn-risk": 0.1,
+            "app-users": 0.25}  # share of profiles in each
+MERGED = 0.03  # profiles a merge touched (marker value `merged`)
 # Five journeys of four stages. Stage ids are deliberately not in alphabetical order, so that the
 # funnels need the defined order (as `cjo sidecar run` passes it) to find each stage's next one.
 JOURNEYS = {
@@ -65,7 +73,8 @@ START = 1_767_225_600_000             # 2026-01-01 UTC, in ms: entries spread ov
 DAY = 86_400_000
 MIN_GAP = 60_000                      # at least a minute between two moves: times strictly grow
 
-CHUNK = 100_000  # profiles generated and written at a time (one row group): bounded memory
+CHUNK = 100_000  # profiles generated at a time (~1M rows): bounded memory
+GROUP = 1_000  # profiles per row group of a full file: CJO_SNAPSHOT_CHUNK's default
 DELTA_EVERY = 100  # the delta names every 100th profile: 1% changed
 
 
@@ -129,8 +138,8 @@ def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]
     goal = pc.less(u, goal_p)
     exit_ = pc.and_(pc.invert(goal), pc.less(u, pc.add(goal_p, EXIT)))
     complete = pc.and_(pc.equal(deepest, len(stages) - 1),
-                             pc.and_(pc.invert(pc.or_(goal, exit_)),
-                                     pc.less(u, pc.add(goal_p, EXIT + COMPLETE))))
+                       pc.and_(pc.invert(pc.or_(goal, exit_)),
+                               pc.less(u, pc.add(goal_p, EXIT + COMPLETE))))
     left = pc.or_(pc.or_(goal, exit_), complete)
     end = pc.add(pc.choose(deepest, *t), gap())  # when it left, after its last stage began
     left_at = pc.if_else(left, end, pa.scalar(None, pa.int64()))
@@ -148,7 +157,7 @@ def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]
                 return pc.filter(values, mask)
             return pa.repeat(pa.scalar(values, typ), picked)
 
-        kord = rank * 64 + order[key if isinstance(key, str) else "exit:"]
+        kord = 100 + rank * 64 + order[key if isinstance(key, str) else "exit:"]
         return pa.table({
             "pidx": pidx, "kord": pa.repeat(pa.scalar(kord, pa.int32()), picked),
             "journey": pa.repeat(journey, picked), "version": pc.filter(version, mask),
@@ -176,16 +185,35 @@ def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]
     return out
 
 
-def snapshot_chunk(indices: range, draw: Draws) -> pa.Table:
-    """The rows of a chunk of profiles in `_write`'s order: per profile its `profile` marker row,
-    then its journeys' rows; the pidx column (position in the chunk) is kept for cutting."""
-    n = len(indices)
-    markers = pa.table({
-        "pidx": pa.array(range(n), pa.int64()), "kord": pa.repeat(pa.scalar(-1, pa.int32()), n),
+def profile_level_rows(n: int, draw: Draws) -> list[pa.Table]:
+    """Per profile its marker row (kord 0) and its segment rows (kord 1 + the segment's rank)."""
+    everyone = pa.array(range(n), pa.int64())
+    # The last event comes after every journey time generated (at most ~102 days after START).
+    last_seen = pc.cast(pc.floor(pc.add(pc.multiply(draw(n), 17 * DAY), START + 103 * DAY)),
+                        pa.int64())
+    merged = pc.if_else(pc.less(draw(n), MERGED), "merged", pa.scalar(None, pa.string()))
+    parts = [pa.table({
+        "pidx": everyone, "kord": pa.repeat(pa.scalar(0, pa.int32()), n),
         "journey": pa.nulls(n, pa.string()), "version": pa.nulls(n, pa.int32()),
-        "key": pa.repeat("profile", n), "first": pa.nulls(n, pa.int64()),
-        "last_left": pa.nulls(n, pa.int64()), "value": pa.nulls(n, pa.string())})
-    parts = [markers]
+        "key": pa.repeat("profile", n), "first": last_seen,
+        "last_left": pa.nulls(n, pa.int64()), "value": merged})]
+    for rank, segment in enumerate(sorted(SEGMENTS)):
+        members = pc.filter(everyone, pc.less(draw(n), SEGMENTS[segment]))
+        m = len(members)
+        parts.append(pa.table({
+            "pidx": members, "kord": pa.repeat(pa.scalar(1 + rank, pa.int32()), m),
+            "journey": pa.nulls(m, pa.string()), "version": pa.nulls(m, pa.int32()),
+            "key": pa.repeat(f"segment:{segment}", m), "first": pa.nulls(m, pa.int64()),
+            "last_left": pa.nulls(m, pa.int64()), "value": pa.nulls(m, pa.string())}))
+    return parts
+
+
+def snapshot_chunk(indices: range, draw: Draws) -> pa.Table:
+    """The rows of a chunk of profiles in `profile_rows`'s order: per profile its marker row,
+    its segment rows, then its journeys' rows; pidx (position in the chunk) and kord (rank of
+    the row within the profile) are kept for cutting and row groups."""
+    n = len(indices)
+    parts = profile_level_rows(n, draw)
     for rank, journey in enumerate(sorted(JOURNEYS)):
         parts += journey_rows(rank, journey, n, draw)
     rows = pa.concat_tables(parts).sort_by([("pidx", "ascending"), ("kord", "ascending")])
@@ -193,25 +221,37 @@ def snapshot_chunk(indices: range, draw: Draws) -> pa.Table:
     return rows.append_column("profile_id", ids)
 
 
-def write_snapshot(path: Path, indices: range, seed: int, max_rows: int | None = None) -> dict:
+def write_groups(writer: pq.ParquetWriter, chunk: pa.Table, group: int | None) -> None:
+    """Write a chunk as the agent does: a full snapshot adds `group` profiles at a time (a row
+    group each); a delta adds all its profiles at once (pyarrow splits at 1Mi rows)."""
+    chunk = chunk.select(SCHEMA.names).cast(SCHEMA)
+    if group is None:
+        writer.write_table(chunk)
+        return
+    starts = pc.indices_nonzero(pc.equal(chunk["key"], "profile")).to_pylist()  # marker rows
+    bounds = starts[::group] + [len(chunk)]
+    for begin, end in zip(bounds, bounds[1:]):
+        writer.write_table(chunk.slice(begin, end - begin))
+
+
+def write_snapshot(path: Path, indices: range, seed: int, max_rows: int | None = None,
+                   group: int | None = None) -> dict:
     """Write the profiles `indices` (stopping at the last whole profile within max_rows) to one
-    Parquet file, a chunk of profiles per row group; returns counts and generation time."""
+    Parquet file, `group` profiles per row group; returns counts and generation time."""
     started = time.perf_counter()
     draw = Draws(seed)
     rows = profiles = 0
-    with pq.ParquetWriter(path, SCHEMA) as writer:  # pq.write_table's defaults (snappy)
+    with pq.ParquetWriter(path, SCHEMA) as writer:  # the agent's writer: defaults (snappy)
         for at in range(0, len(indices), CHUNK):
             chunk = snapshot_chunk(indices[at:at + CHUNK], draw)
-            full = max_rows is not None and rows + len(chunk) >= max_rows
-            if full:
-                # Cut before the profile that would pass the target: whole profiles only.
-                cut = chunk["pidx"][max_rows - rows].as_py() if rows + len(chunk) > max_rows \
-                    else len(indices[at:at + CHUNK])
-                chunk = chunk.filter(pc.less(chunk["pidx"], cut))
-            writer.write_table(chunk.select(SCHEMA.names).cast(SCHEMA))
+            done = max_rows is not None and rows + len(chunk) >= max_rows
+            if done and rows + len(chunk) > max_rows:
+                # Stop before the profile that would pass the target: whole profiles only.
+                chunk = chunk.filter(pc.less(chunk["pidx"], chunk["pidx"][max_rows - rows]))
+            write_groups(writer, chunk, group)
             rows += len(chunk)
             profiles += pc.count_distinct(chunk["pidx"]).as_py()
-            if full:
+            if done:
                 break
     return {"rows": rows, "profiles": profiles, "seconds": time.perf_counter() - started}
 
@@ -251,15 +291,13 @@ def measure(db_path: str, full: dict, delta: dict) -> dict:
     out["threads"], out["memory_limit"] = db.execute(
         "SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
     started = time.perf_counter()
-    out["staged"] = store.load_manifest({"partition": 0, "offset": full["offset"],
-                                         "files": [full]})
+    store.load_manifest({"partition": 0, "offset": full["offset"], "files": [full]})
     out["load_s"] = time.perf_counter() - started
     out["db_bytes_load"] = _db_bytes(Path(db_path))
 
     # The agent's next manifest lists the full file and the delta; only the delta is folded.
     started = time.perf_counter()
-    out["delta_staged"] = store.load_manifest({"partition": 0, "offset": delta["offset"],
-                                               "files": [full, delta]})
+    store.load_manifest({"partition": 0, "offset": delta["offset"], "files": [full, delta]})
     out["delta_s"] = time.perf_counter() - started
     out["live_rows"] = db.execute("SELECT count(*) FROM journey_state").fetchone()[0]
 
@@ -292,7 +330,9 @@ def run_size(target: int, where: Path) -> dict:
         stale.unlink(missing_ok=True)  # a kept --dir: start from an empty database
 
     print(f"\n{target:,} rows: generating in {where}", flush=True)
-    written = write_snapshot(full_path, range(10 ** 12), seed=target, max_rows=target)
+    # As many profiles as it takes to reach the target row count.
+    written = write_snapshot(full_path, range(10 ** 12), seed=target, max_rows=target,
+                             group=GROUP)
     full = file_entry(full_path, "full", 1_000_000, written)
     # The delta: the same profiles' ids, new states (a different seed) for every 100th one.
     changed = write_snapshot(delta_path, range(0, written["profiles"], DELTA_EVERY),
@@ -335,7 +375,8 @@ ROWS = [  # (label, how to render a result)
     ("(c) funnels s (journey versions)", lambda r: f"{r['funnels_s']:.2f} ({r['funnels']})"),
     ("(d) check 10% s", lambda r: f"{r['check10_s']:.2f}"),
     ("    sampled profiles", lambda r: f"{r['check10_profiles']:,}"),
-    ("    check 100% s (profiles)", lambda r: f"{r['check100_s']:.2f} ({r['check100_profiles']:,})"),
+    ("    check 100% s (profiles)",
+     lambda r: f"{r['check100_s']:.2f} ({r['check100_profiles']:,})"),
     ("    violations (10% / 100%)",
      lambda r: f"{r['check10_violations']} / {r['check100_violations']}"),
     ("duckdb MB (after load / end)", lambda r: f"{_mb(r['db_bytes_load'])} / {_mb(r['db_bytes'])}"),

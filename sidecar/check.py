@@ -1,11 +1,21 @@
 """The sampled consistency check (Treasure Data's): on a Bernoulli sample of profiles, count the
-rows of the sparse table that break a journey invariant. Each invariant is one SELECT of the
-(profile, journey, version) that break it."""
+rows of the sparse table that break a journey invariant (each invariant is one SELECT of the
+(profile, journey, version) that break it), and compare the stream's segment memberships with
+the same segments recomputed in SQL from the archived events (`state.sql`), both at the
+snapshots' offsets.
+
+The recount covers the sampled profiles that have archived events and no merge (a merge folds
+state into state, which no replay of one history reproduces exactly; see `state.sql`), and the
+segments the stream evaluates (SQL-defined audiences are set by the sidecar, not judged)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Mapping
+
 from sidecar.store import LIVE
+from state.conditions import Condition
+from state.sql import compile_segment, last_applied_profiles
 
 # The sampling clause is the one engine-specific part: DuckDB and Trino spell it alike but for
 # the PERCENT keyword; Spark SQL takes `TABLESAMPLE (p PERCENT)`.
@@ -24,8 +34,13 @@ INVARIANTS = {
         WHERE s.key LIKE 'stage:%' AND NOT EXISTS (SELECT 1 FROM {LIVE} o
             WHERE o.profile_id = s.profile_id AND o.journey = s.journey
             AND o.version = s.version AND o.key = 'journey' AND o."first" <= s."first")""",
-    "stage_after_goal": f"{_PAIR} WHERE s.key LIKE 'stage:%' AND o.key = 'goal' "
-                        "AND s.\"first\" > o.\"first\"",
+    # A stage first reached after the goal, in the current run (the `position` row's `first`
+    # is when the run began): a later run (re-entry `always`) may well reach new stages.
+    "stage_after_goal": f"""{_PAIR} JOIN {LIVE} r ON r.profile_id = s.profile_id
+        AND r.journey = s.journey AND r.version = s.version AND r.key = 'position'
+        WHERE s.key LIKE 'stage:%' AND o.key = 'goal' AND s."first" > o."first"
+        AND o."first" >= r."first"
+        """,
     "exit_without_entry": f"""SELECT profile_id, journey, version FROM {LIVE} WHERE key LIKE 'exit:%'
         EXCEPT SELECT profile_id, journey, version FROM {LIVE} WHERE key = 'journey'""",
     "two_stages_at_once": f"""SELECT profile_id, journey, version FROM {LIVE}
@@ -40,6 +55,7 @@ INVARIANTS = {
 class CheckReport:
     percent: float
     sampled_profiles: int
+    recounted_profiles: int = 0
     violations: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -48,13 +64,17 @@ class CheckReport:
         return not any(self.violations.values())
 
 
-def check(db, percent: float = 50.0, engine: str = "duckdb", seed: int | None = None) -> CheckReport:
+def check(db, percent: float = 50.0, engine: str = "duckdb", seed: int | None = None,
+          segments: Mapping[str, Condition] | None = None) -> CheckReport:
+    """Check a sample of `percent` % of the profiles; with `segments` (id → condition of the
+    segments the stream judges), also recount their memberships from the archive."""
     if not 0 < percent <= 100:
         raise ValueError(f"percent must be in (0, 100], got {percent}")
     sample = SAMPLE[engine].format(p=percent)
     # Sample profiles, not rows: every row of a sampled profile is checked.
     db.execute(f"CREATE OR REPLACE TEMP TABLE check_profiles AS SELECT profile_id FROM "
-               f"(SELECT DISTINCT profile_id FROM {LIVE}) {sample}"
+               f"(SELECT profile_id FROM {LIVE} UNION "
+               f"SELECT profile_id FROM snapshot_profiles) {sample}"
                + (f" REPEATABLE ({int(seed)})" if seed is not None else ""))
     report = CheckReport(percent, db.execute("SELECT count(*) FROM check_profiles").fetchone()[0])
     for name, sql in INVARIANTS.items():
@@ -63,4 +83,33 @@ def check(db, percent: float = 50.0, engine: str = "duckdb", seed: int | None = 
                           f"ORDER BY 1").fetchall()
         report.violations[name] = len(rows)
         report.examples[name] = [r[0] for r in rows[:5]]
+    if segments:
+        _recount_segments(db, segments, report)
     return report
+
+
+def _recount_segments(db, segments: Mapping[str, Condition], report: CheckReport) -> None:
+    # The archived events of the unmerged sampled profiles, up to each snapshot's offset.
+    db.execute("""CREATE OR REPLACE TEMP TABLE check_events AS SELECT e.* FROM events e
+        JOIN partition_offsets o ON e.input_partition = o."partition"
+        WHERE e.input_offset < o."offset" AND e.profile_id IN (
+            SELECT profile_id FROM check_profiles EXCEPT
+            SELECT profile_id FROM snapshot_profiles WHERE merged)""")
+    db.execute(f"""CREATE OR REPLACE TEMP VIEW check_memberships AS SELECT profile_id,
+        substr(key, 9) AS segment FROM {LIVE} WHERE key LIKE 'segment:%'""")
+    db.execute("CREATE OR REPLACE TEMP TABLE check_recounted AS "
+               "SELECT DISTINCT profile_id FROM check_events")
+    report.recounted_profiles = db.execute(
+        "SELECT count(*) FROM check_recounted").fetchone()[0]
+    wrong: list[tuple[str, str]] = []
+    for sid, condition in sorted(segments.items()):
+        recount = compile_segment(condition, events_table="check_events", segments=segments,
+                                  memberships="check_memberships",
+                                  profiles_sql=last_applied_profiles("check_events"))
+        stream = (f"SELECT profile_id FROM {LIVE} WHERE key = 'segment:' || $sid "
+                  f"AND profile_id IN (SELECT profile_id FROM check_recounted)")
+        rows = db.execute(f"(({stream}) EXCEPT ({recount})) UNION "
+                          f"(({recount}) EXCEPT ({stream})) ORDER BY 1", {"sid": sid}).fetchall()
+        wrong += [(r[0], sid) for r in rows]
+    report.violations["segment_membership"] = len({pid for pid, _ in wrong})
+    report.examples["segment_membership"] = [f"{pid} ({sid})" for pid, sid in wrong[:5]]

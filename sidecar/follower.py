@@ -1,5 +1,6 @@
-"""`cjo sidecar run`: follow the snapshots topic, fold every new snapshot file into DuckDB, and
-write the journeys' funnels (stage sets counted) for the ops views and the terminal."""
+"""`cjo sidecar run`: follow the snapshots topic, fold every new snapshot file into DuckDB, archive
+the events the profiles applied (up to at least the snapshots' offsets), and write the journeys'
+funnels (stage sets counted) for the ops views and the terminal."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from cjo.kafka_io import read_to_end
 from cjo.settings import Settings
 from schemas.codec import AvroCodec
+from sidecar.archive import EventArchive, archive_to_end
 from sidecar.funnels import funnel, journeys
 from sidecar.store import SparseStore
 
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 
 def database_path(settings: Settings) -> Path:
     return settings.data_dir / "sidecar" / f"{settings.app_id}.duckdb"
+
+
+def archive_path(settings: Settings) -> Path:
+    return settings.data_dir / "sidecar" / settings.app_id / "archive"
 
 
 def results_path(settings: Settings) -> Path:
@@ -45,6 +51,7 @@ async def follow(settings: Settings, once: bool = False) -> dict:
     path = database_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     store = SparseStore(str(path))
+    archive = EventArchive(store.db, archive_path(settings))
     codec = AvroCodec("snapshot_manifest", settings.topic("snapshots"))
     consumer = AIOKafkaConsumer(settings.topic("snapshots"),
                                 bootstrap_servers=settings.bootstrap_servers,
@@ -58,6 +65,8 @@ async def follow(settings: Settings, once: bool = False) -> dict:
                 latest[manifest["partition"]] = manifest
         for manifest in latest.values():
             store.load_manifest(manifest)
+        # After the manifests: the end of profile-inputs is at or past every snapshot offset.
+        await archive_to_end(settings, archive)
         order = await _stage_order(settings)
         result = write_funnels(settings, store, order)
         while not once:
@@ -66,6 +75,7 @@ async def follow(settings: Settings, once: bool = False) -> dict:
                 for r in records:
                     store.load_manifest(codec.decode(r.value))
             if batches:
+                await archive_to_end(settings, archive)
                 result = write_funnels(settings, store, await _stage_order(settings))
         return result
     finally:
@@ -73,11 +83,15 @@ async def follow(settings: Settings, once: bool = False) -> dict:
         store.db.close()
 
 
-async def _stage_order(settings: Settings) -> dict[tuple[str, int], list[str]]:
-    """The stages of every journey version in their defined order (from the definitions)."""
+async def _definitions(settings: Settings):
     from topology.definitions import build, read_all
 
-    defs = build(await read_all(settings))
+    return build(await read_all(settings))
+
+
+async def _stage_order(settings: Settings) -> dict[tuple[str, int], list[str]]:
+    """The stages of every journey version in their defined order (from the definitions)."""
+    defs = await _definitions(settings)
     return {(jid, n): [s.id for s in j.stages]
             for jid, versions in defs.journey_versions.items() for n, j in versions.items()}
 
@@ -95,18 +109,27 @@ def print_funnels(result: dict) -> None:
                   f"{s['exited']:>8}{s['to_next']:>9}{s['goal']:>7}")
 
 
-def run_check(settings: Settings, percent: float) -> int:
-    """`cjo sidecar check`: load what is on the snapshots topic, check a sample; exit 1 on a
-    violation."""
+def check_report(settings: Settings, percent: float):
+    """Load what is on the snapshots topic, archive the events, check a sample."""
     from sidecar.check import check
 
     asyncio.run(follow(settings, once=True))
+    defs = asyncio.run(_definitions(settings))
     store = SparseStore(str(database_path(settings)))
+    EventArchive(store.db, archive_path(settings))
     try:
-        report = check(store.db, percent)
+        report = check(store.db, percent,
+                       segments={s.id: s.condition for s in defs.segments})
     finally:
         store.db.close()
-    print(f"checked {report.sampled_profiles} profiles ({percent:g}% Bernoulli sample)")
+    return report
+
+
+def run_check(settings: Settings, percent: float) -> int:
+    """`cjo sidecar check`: exit 1 on a violation."""
+    report = check_report(settings, percent)
+    print(f"checked {report.sampled_profiles} profiles ({percent:g}% Bernoulli sample); "
+          f"segments recounted from the archive for {report.recounted_profiles}")
     for name, count in report.violations.items():
         examples = ", ".join(report.examples[name])
         print(f"  {name:<22}{count:>6}" + (f"   e.g. {examples}" if count else ""))

@@ -61,10 +61,12 @@ def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict
         if state is not None and state["status"] == "active" and state["seq"] == seq:
             journey = versions.get(jid, {}).get(state["version"])
             if journey is not None:
+                move.now = _clock(now, state)
                 _run(move, journey, state, woke=True)
         return move.outputs
     for jid in sorted(set(latest) | set(states)):
         state = states.get(jid)
+        move.now = _clock(now, state)
         if state is not None and state["status"] == "active":
             journey = versions.get(jid, {}).get(state["version"])
             if journey is None:  # the version is gone: nothing can run it
@@ -74,8 +76,21 @@ def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict
             _maybe_enter(move, latest[jid], versions, entry_checked=False)
     for jid in move.jumps:  # a jump enters the other journey whatever its entry criteria
         if jid in latest:
+            move.now = _clock(now, states.get(jid))
             _maybe_enter(move, latest[jid], versions, entry_checked=True)
     return move.outputs
+
+
+def _clock(now: int, state: dict | None) -> int:
+    """A journey's time never goes back (rule 1): a late input acts at the latest time the
+    journey has recorded, so every transition of a profile in a journey is at or after the
+    one before it."""
+    if state is None:
+        return now
+    times = [now, state["entered_at"] or now, state["left_at"] or now]
+    for cell in state["sparse"].get(str(state["version"]), {}).values():
+        times += [cell["first"], cell["last_left"] or now]
+    return max(times)
 
 
 # -- entering -----------------------------------------------------------------------------

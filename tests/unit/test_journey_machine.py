@@ -131,6 +131,22 @@ def test_rule_1_a_wakeup_runs_at_its_due_time():
     assert st(p)["due"] == due + 365 * DAY
 
 
+def test_rule_1_a_late_event_moves_the_journey_at_its_latest_time_not_before():
+    j = journey(stage("s", idle()), stage("t", idle(), entry=parse_condition(
+        {"event.name": {"eq": "go"}})), goal=parse_condition({"event.name": {"eq": "buy"}}))
+    p = new_profile("p1")
+    send(p, [j], event("start", T0 + 5 * HOUR))
+    outs = send(p, [j], event("go", T0 + HOUR))  # late: it happened before the entry
+    assert moves(outs)[0] == ("entered_stage", "s", "t")
+    assert {o.record["time"] for o in outs} == {T0 + 5 * HOUR}
+    assert sparse(p)["stage:s"] == {"first": T0 + 5 * HOUR, "last_left": T0 + 5 * HOUR}
+    outs = send(p, [j], event("buy", T0 + 2 * HOUR))  # late again
+    assert "goal_reached" in [k for k, _, _ in moves(outs)]
+    assert {o.record["time"] for o in outs} == {T0 + 5 * HOUR}
+    assert sparse(p)["goal"]["first"] == T0 + 5 * HOUR
+    assert st(p)["left_at"] == st(p)["entered_at"] == T0 + 5 * HOUR
+
+
 # ---------------------------------------------------------------- rule 2: entering
 
 

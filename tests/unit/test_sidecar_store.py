@@ -113,20 +113,26 @@ def test_the_consistency_check_finds_planted_violations_and_names_them(tmp_path)
             ("x3", "j", 1, "stage:s1", 10, None, None),
             ("x3", "j", 1, "stage:s2", 11, None, None)]                  # two stages open
     bad += [("x4", "j", 1, "journey", 1, None, None), ("x4", "j", 1, "goal", 5, None, None),
+            ("x4", "j", 1, "position", 1, 5, "left"),
             ("x4", "j", 1, "stage:s2", 9, None, None)]                   # stage after the goal
+    # Not a violation: a second run (re-entry `always`, from 8 on) reaches a new stage.
+    good += [("y1", "j", 1, "journey", 1, 5, None), ("y1", "j", 1, "goal", 5, None, None),
+             ("y1", "j", 1, "position", 8, None, "s2/w"),
+             ("y1", "j", 1, "stage:s2", 9, None, None)]
     bad += [("x5", "j", 1, "journey", 5, 4, None)]                       # left before reached
-    markers = [(p, None, None, "profile", None, None, None) for p in ("x1", "x2", "x3", "x4", "x5")]
+    markers = [(p, None, None, "profile", None, None, None)
+               for p in ("x1", "x2", "x3", "x4", "x5", "y1")]
     f = {**write(tmp_path / "f.parquet", good + bad + markers), "kind": "full", "offset": 1}
     store.load_manifest(manifest(0, f))
 
     clean = check(store.db, percent=100)
-    assert clean.sampled_profiles == 205
+    assert clean.sampled_profiles == 206
     assert clean.violations == {"stage_before_journey": 1, "stage_after_goal": 1,
                                 "exit_without_entry": 1, "two_stages_at_once": 1,
                                 "left_before_reached": 1}
     assert clean.examples["two_stages_at_once"] == ["x3"] and not clean.ok
     sampled = check(store.db, percent=50, seed=7)
-    assert 0 < sampled.sampled_profiles < 205
+    assert 0 < sampled.sampled_profiles < 206
 
 
 def test_the_consistency_check_passes_on_valid_state(tmp_path):

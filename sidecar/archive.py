@@ -1,0 +1,122 @@
+"""The event archive: every event the profile agent applies (the `event` and `identify` inputs
+of the profile-inputs topic, keyed by canonical profile id) as rows of the long events table
+that `state.sql` compiles conditions against, in Parquet files, so the full history is
+available to SQL (`events` view).
+
+A file holds one partition's inputs from one offset on and is named by that offset. Files are
+written one at a time, and the next offset to read is committed in DuckDB after the file is in
+place; after a crash the sidecar reads again from the committed offset and writes the same name,
+which replaces the file it may have left behind. So the files never hold an input twice.
+
+`seq` is the input's offset: the order in which the profile agent applied the profile's
+inputs (one profile, one partition). `input_partition` and `input_offset` say where each row
+came from, so a query can stop at a snapshot's offsets.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.codec import AvroCodec, CodecError
+from state.sql import event_rows
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema([
+    ("profile_id", pa.string()), ("event_id", pa.string()), ("seq", pa.int64()),
+    ("name", pa.string()), ("time", pa.int64()), ("field", pa.string()),
+    ("v_bool", pa.bool_()), ("v_long", pa.int64()), ("v_double", pa.float64()),
+    ("v_string", pa.string()), ("input_partition", pa.int32()), ("input_offset", pa.int64())])
+APPLIED_KINDS = ("event", "identify")  # the inputs whose event the profile agent records
+
+
+class EventArchive:
+    def __init__(self, db, directory: Path) -> None:
+        self.db = db
+        self.dir = Path(directory)
+        self.db.execute("CREATE TABLE IF NOT EXISTS archive_offsets "
+                        "(\"partition\" INTEGER PRIMARY KEY, \"offset\" BIGINT)")
+        self.refresh_view()
+
+    def offsets(self) -> dict[int, int]:
+        """The next offset to archive, per profile-inputs partition."""
+        return dict(self.db.execute(
+            'SELECT "partition", "offset" FROM archive_offsets').fetchall())
+
+    def add(self, partition: int, first: int, rows: list[tuple], next_offset: int) -> None:
+        """Archive `rows` (events-table rows + input partition and offset), read from
+        `first` up to `next_offset` of the partition."""
+        if rows:
+            path = self.dir / f"p{partition:03d}" / f"{first:012d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            columns = {f.name: [r[i] for r in rows] for i, f in enumerate(SCHEMA)}
+            tmp = path.with_suffix(".tmp")
+            pq.write_table(pa.table(columns, schema=SCHEMA), tmp)
+            tmp.rename(path)
+        self.db.execute("INSERT OR REPLACE INTO archive_offsets VALUES (?, ?)",
+                        [partition, next_offset])
+        if rows:
+            self.refresh_view()
+
+    def refresh_view(self) -> None:
+        if any(self.dir.glob("p*/*.parquet")):
+            source = f"read_parquet('{self.dir}/p*/*.parquet')"
+        else:  # DuckDB refuses a glob that matches nothing: an empty relation instead
+            types = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
+                     pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
+            source = "(SELECT " + ", ".join(f"NULL::{types[f.type]} AS {f.name}"
+                                            for f in SCHEMA) + " WHERE false)"
+        self.db.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source}")
+
+
+def input_rows(record: dict, partition: int, offset: int, event_codec: AvroCodec) -> list[tuple]:
+    """The archive rows of one decoded profile input (none for inputs that carry no applied
+    event)."""
+    if record["kind"] not in APPLIED_KINDS or record["event"] is None:
+        return []
+    event = event_codec.decode(record["event"])
+    return [row + (partition, offset) for row in event_rows(record["profile_id"], offset, event)]
+
+
+async def archive_to_end(settings, archive: EventArchive) -> int:
+    """Archive the profile-inputs topic from the committed offsets to its current end; returns
+    the number of events archived."""
+    topic = settings.topic("profile-inputs")
+    inputs = AvroCodec("profile_input", topic)
+    events = AvroCodec("event", topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    archived = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        done = archive.offsets()
+        for tp in tps:
+            if tp.partition in done:
+                consumer.seek(tp, done[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+        ends = await consumer.end_offsets(tps)
+        while behind := [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(*behind, timeout_ms=500, max_records=20000)
+            for tp, records in batches.items():
+                rows = []
+                for r in records:
+                    try:
+                        record = inputs.decode(r.value)
+                        rows += input_rows(record, tp.partition, r.offset, events)
+                    except CodecError as exc:  # the stream dead-letters it; nothing applied
+                        log.warning("not archived: %s[%d]@%d: %s", topic, tp.partition,
+                                    r.offset, exc)
+                        continue
+                    archived += record["kind"] in APPLIED_KINDS
+                archive.add(tp.partition, records[0].offset, rows, records[-1].offset + 1)
+        return archived
+    finally:
+        await consumer.stop()
+
