@@ -55,6 +55,7 @@ class Settings:
     snapshot_interval: float = 60.0  # seconds between journey-state snapshots
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
     snapshot_chunk: int = 1000  # profiles a full snapshot reads between two yields
+    audience_interval: float = 300.0  # seconds between the sidecar's batch audience runs
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -76,6 +77,8 @@ class Settings:
                                         float),
             snapshot_dir=env.get("CJO_SNAPSHOT_DIR") or "",
             snapshot_chunk=_positive(env, "CJO_SNAPSHOT_CHUNK", defaults.snapshot_chunk),
+            audience_interval=_positive(env, "CJO_AUDIENCE_INTERVAL", defaults.audience_interval,
+                                        float),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -95,6 +98,7 @@ class Settings:
             "CJO_SNAPSHOT_INTERVAL": str(self.snapshot_interval),
             "CJO_SNAPSHOT_DIR": self.snapshot_dir,
             "CJO_SNAPSHOT_CHUNK": str(self.snapshot_chunk),
+            "CJO_AUDIENCE_INTERVAL": str(self.audience_interval),
         }
 
     def with_(self, **changes) -> "Settings":

@@ -16,7 +16,8 @@ from cjo.kafka_io import read_to_end
 from cjo.settings import Settings
 from schemas.codec import AvroCodec
 from sidecar.archive import EventArchive, archive_to_end
-from sidecar.funnels import funnel, journeys
+from sidecar.audiences import AudienceError, run_audiences
+from sidecar.funnels import funnel, journeys, steps
 from sidecar.store import SparseStore
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,11 @@ def write_funnels(settings: Settings, store: SparseStore, stage_order: dict) -> 
     result = {"computed_at": int(time.time() * 1000),
               "offsets": dict(store.db.execute(
                   'SELECT "partition", "offset" FROM partition_offsets').fetchall()),
-              "journeys": [[asdict(c) for c in funnel(store.db, j, v, stage_order.get((j, v)))]
-                           for j, v in journeys(store.db)]}
+              "journeys": [[{**asdict(c), "conversion": c.conversion}
+                            for c in funnel(store.db, j, v, stage_order.get((j, v)))]
+                           for j, v in journeys(store.db)],
+              "steps": [[asdict(c) for c in steps(store.db, j, v)]
+                        for j, v in journeys(store.db)]}
     path = results_path(settings)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -65,22 +69,42 @@ async def follow(settings: Settings, once: bool = False) -> dict:
                 latest[manifest["partition"]] = manifest
         for manifest in latest.values():
             store.load_manifest(manifest)
+        store.checkpoint()
         # After the manifests: the end of profile-inputs is at or past every snapshot offset.
         await archive_to_end(settings, archive)
         order = await _stage_order(settings)
         result = write_funnels(settings, store, order)
+        result["audiences"] = await _audiences(settings, store)
+        audiences_at = time.monotonic()
         while not once:
+            if time.monotonic() - audiences_at >= settings.audience_interval:
+                await archive_to_end(settings, archive)
+                await _audiences(settings, store)
+                audiences_at = time.monotonic()
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for r in records:
                     store.load_manifest(codec.decode(r.value))
             if batches:
+                store.checkpoint()
                 await archive_to_end(settings, archive)
                 result = write_funnels(settings, store, await _stage_order(settings))
         return result
     finally:
         await consumer.stop()
         store.db.close()
+
+
+async def _audiences(settings: Settings, store: SparseStore) -> list[dict]:
+    """Run the batch audiences (SQL segments) and send their changes to the profiles."""
+    try:
+        runs, failed = await run_audiences(settings, store.db,
+                                           (await _definitions(settings)).segments), []
+    except AudienceError as exc:  # reported; the other audiences and the funnels go on
+        runs, failed = exc.done, exc.failed
+    return [{"segment": r.segment, "run": r.run, "members": r.members,
+             "entered": len(r.entered), "left": len(r.left)} for r in runs] + \
+        [{"segment": sid, "error": problem} for sid, problem in failed]
 
 
 async def _definitions(settings: Settings):
@@ -96,17 +120,40 @@ async def _stage_order(settings: Settings) -> dict[tuple[str, int], list[str]]:
             for jid, versions in defs.journey_versions.items() for n, j in versions.items()}
 
 
+def print_audiences(result: dict) -> None:
+    for a in result.get("audiences", ()):
+        if "error" in a:
+            print(f"audience {a['segment']} NOT computed: {a['error']}")
+            continue
+        print(f"audience {a['segment']} run {a['run']}: {a['members']} members, "
+              f"{a['entered']} entered, {a['left']} left (sent to the profiles)")
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size:
+            return f"{ms / size:.1f}{unit}"
+    return f"{ms:.0f}ms"
+
+
 def print_funnels(result: dict) -> None:
-    for stages in result["journeys"]:
+    for stages, in_steps in zip(result["journeys"], result.get("steps", [])):
         if not stages:
             continue
         first = stages[0]
         print(f"journey {first['journey']} v{first['version']}")
         print(f"  {'stage':<12}{'entered':>9}{'in now':>9}{'milestone':>11}{'exited':>8}"
-              f"{'to next':>9}{'goal':>7}")
+              f"{'to next':>9}{'conv.':>7}{'goal':>7}{'p50 stay':>10}{'p90 stay':>10}")
         for s in stages:
+            conv = "-" if s["conversion"] is None else f"{s['conversion']:.0%}"
             print(f"  {s['stage']:<12}{s['entered']:>9}{s['in_now']:>9}{s['milestone']:>11}"
-                  f"{s['exited']:>8}{s['to_next']:>9}{s['goal']:>7}")
+                  f"{s['exited']:>8}{s['to_next']:>9}{conv:>7}{s['goal']:>7}"
+                  f"{_duration(s['p50_ms']):>10}{_duration(s['p90_ms']):>10}")
+        if in_steps:
+            print("  now in: " + ", ".join(f"{c['stage']}/{c['step']} {c['profiles']}"
+                                           for c in in_steps))
 
 
 def check_report(settings: Settings, percent: float):
@@ -119,7 +166,7 @@ def check_report(settings: Settings, percent: float):
     EventArchive(store.db, archive_path(settings))
     try:
         report = check(store.db, percent,
-                       segments={s.id: s.condition for s in defs.segments})
+                       segments={s.id: s.condition for s in defs.segments if s.condition is not None})
     finally:
         store.db.close()
     return report
@@ -139,6 +186,7 @@ def run_check(settings: Settings, percent: float) -> int:
 
 def run(settings: Settings, once: bool) -> int:
     result = asyncio.run(follow(settings, once))
+    print_audiences(result)
     print_funnels(result)
     print(f"results in {results_path(settings)}")
     return 0

@@ -7,6 +7,11 @@ For a journey version and a stage X (sets of profile ids):
     exited(X)    = rows with key 'exit:X:<n>'
     to_next(X)   = entered(X) INTERSECT entered(next stage)
     goal(X)      = entered(X) INTERSECT rows with key 'goal'
+
+The sets of one journey version are computed over a temporary copy of its rows (`funnel_rows`),
+so each set reads that version's rows, not the whole table. "Next" is the definition's stage
+order; without one (a version no longer defined) stages are in id order and `to_next` is only
+as good as that guess.
 """
 from __future__ import annotations
 
@@ -26,20 +31,39 @@ class StageCounts:
     exited: int
     to_next: int
     goal: int
+    # Time in the stage (ms, from first reached to last left) of the profiles that left it.
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+
+    @property
+    def conversion(self) -> float | None:
+        """The share of the stage's profiles that went on to the next stage."""
+        return self.to_next / self.entered if self.entered else None
+
+
+@dataclass(frozen=True)
+class StepCount:
+    journey: str
+    version: int
+    stage: str
+    step: str
+    profiles: int  # in the step now
 
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+ROWS = "funnel_rows"
+
+
 def _rows(condition: str) -> str:
-    return (f"SELECT profile_id FROM {LIVE} WHERE journey = $journey AND version = $version "
-            f"AND {condition}")
+    return f"SELECT profile_id FROM {ROWS} WHERE {condition}"
 
 
 def stage_sets(stage: str, next_stage: str | None) -> dict[str, str]:
-    """The SQL of each set for one stage (each a SELECT of profile ids; parameters $journey
-    and $version)."""
+    """The SQL of each set for one stage (each a SELECT of profile ids from `funnel_rows`,
+    the rows of one journey version)."""
     entered = _rows(f"key = {_lit('stage:' + stage)}")
     left = _rows(f"key = {_lit('stage:' + stage)} AND last_left IS NOT NULL")
     goal = _rows("key = 'goal'")
@@ -48,7 +72,7 @@ def stage_sets(stage: str, next_stage: str | None) -> dict[str, str]:
         "entered": entered,
         "in_now": f"({entered}) EXCEPT ({left})",
         "milestone": _rows(f"key = {_lit('milestone:' + stage)}"),
-        "exited": _rows(f"key LIKE {_lit('exit:' + stage + ':%')}"),
+        "exited": _rows(f"starts_with(key, {_lit('exit:' + stage + ':')})"),
         "to_next": f"({entered}) INTERSECT ({following})" if following else _rows("false"),
         "goal": f"({entered}) INTERSECT ({goal})",
     }
@@ -65,15 +89,31 @@ def stages_of(db, journey: str, version: int, order: list[str] | None = None) ->
 
 def funnel(db, journey: str, version: int, order: list[str] | None = None) -> list[StageCounts]:
     stages = stages_of(db, journey, version, order)
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT profile_id, key, \"first\", last_left "
+               f"FROM {LIVE} WHERE journey = ? AND version = ?", [journey, version])
     out = []
-    for i, stage in enumerate(stages):
-        following = stages[i + 1] if i + 1 < len(stages) else None
-        sets = stage_sets(stage, following)
-        counts = {name: db.execute(f"SELECT count(*) FROM ({sql})",
-                                   {"journey": journey, "version": version}).fetchone()[0]
-                  for name, sql in sets.items()}
-        out.append(StageCounts(journey, version, stage, **counts))
+    try:
+        for i, stage in enumerate(stages):
+            following = stages[i + 1] if i + 1 < len(stages) else None
+            counts = {name: db.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+                      for name, sql in stage_sets(stage, following).items()}
+            p50, p90 = db.execute(
+                f"SELECT quantile_cont(last_left - \"first\", 0.5), "
+                f"quantile_cont(last_left - \"first\", 0.9) FROM {ROWS} "
+                f"WHERE key = ? AND last_left IS NOT NULL", [f"stage:{stage}"]).fetchone()
+            out.append(StageCounts(journey, version, stage, **counts, p50_ms=p50, p90_ms=p90))
+    finally:
+        db.execute(f"DROP TABLE {ROWS}")
     return out
+
+
+def steps(db, journey: str, version: int) -> list[StepCount]:
+    """How many profiles are in each step now (the `position` rows of active profiles)."""
+    rows = db.execute(
+        f"SELECT split_part(value, '/', 1), split_part(value, '/', 2), count(*) FROM {LIVE} "
+        f"WHERE journey = ? AND version = ? AND key = 'position' AND contains(value, '/') "
+        f"GROUP BY 1, 2 ORDER BY 1, 2", [journey, version]).fetchall()
+    return [StepCount(journey, version, stage, step, n) for stage, step, n in rows]
 
 
 def journeys(db) -> list[tuple[str, int]]:

@@ -52,6 +52,11 @@ class SparseStore:
                                  full=f["kind"] == "full")
         return staged
 
+    def checkpoint(self) -> None:
+        """Let DuckDB reuse the space of the tables the folds replaced (it checkpoints by
+        itself only when its write-ahead log grows past 16 MB, which a fold's log does not)."""
+        self.db.execute("CHECKPOINT")
+
     def _fold(self, path: str, partition: int, offset: int, full: bool) -> int:
         db = self.db
         db.execute("BEGIN TRANSACTION")
@@ -76,6 +81,7 @@ class SparseStore:
             db.execute("INSERT OR REPLACE INTO partition_offsets VALUES (?, ?)",
                        [partition, offset])
             rows = db.execute("SELECT count(*) FROM staging").fetchone()[0]
+            db.execute("DROP TABLE staging")  # else it stays in memory until the next fold
             db.execute("COMMIT")
             return rows
         except Exception:

@@ -4,6 +4,9 @@
       - id: tokyo
         description: optional text
         condition: {attribute.pref_cd: {eq: 13}}
+      - id: top_spenders                  # a batch audience: one read-only SELECT of
+        sql: SELECT profile_id FROM ...   # profile ids over the sidecar's tables, run by the
+                                          # sidecar; the stream holds the membership it sends
     deliveries:
       - id: search_banner
         segment: tokyo                      # target segment
@@ -30,12 +33,13 @@ from typing import Iterable
 import yaml
 
 from state.conditions import (EVENT_REFERENCES, ID, Comparison, Condition, ConditionError,
-                              InSegment, parse_condition, referenced_segments, to_source, walk)
+                              InSegment, parse_condition, to_source, walk)
 from state.journeys import Journey
 from state.splits import pick
 
 TOP_KEYS = ("segments", "deliveries", "journeys")
-SEGMENT_KEYS = ("id", "description", "condition")
+SEGMENT_KEYS = ("id", "description", "condition", "sql")
+MAX_SQL = 20_000  # characters of an audience's SQL
 DELIVERY_KEYS = ("id", "segment", "trigger", "limits", "variants")
 LIMIT_KEYS = {"total": "limits_total", "per_day": "limits_per_day"}
 VARIANT_KEYS = ("id", "weight", "payload")
@@ -44,9 +48,12 @@ _PRIMITIVES = (type(None), bool, int, float, str)
 
 @dataclass(frozen=True)
 class Segment:
+    """A segment the stream judges by its condition, or a batch audience whose members the
+    sidecar computes with `sql` (then `condition` is None)."""
     id: str
-    condition: Condition
+    condition: Condition | None
     description: str | None = None
+    sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,8 @@ def load_definitions(source: str | dict, existing: DefinitionSet | None = None) 
     for i, item in enumerate(raw_segments):
         segment = _segment(item, f"segments[{i}]", errors)
         if segment is not None:
-            _check_references(segment.condition, f"segments[{i}].condition", known, errors)
+            if segment.condition is not None:
+                _check_references(segment.condition, f"segments[{i}].condition", known, errors)
             segments[i] = segment
     deliveries = []
     for i, item in enumerate(raw_deliveries):
@@ -222,6 +230,8 @@ def _segment(item, path: str, errors) -> Segment | None:
     description = item.get("description")
     if description is not None and not isinstance(description, str):
         errors.append((f"{path}.description", "expected text"))
+    if "sql" in item:
+        return _audience(item, path, description, errors)
     cond = _condition(item, "condition", path, errors)
     if cond is None or not _valid_id(item.get("id")):
         return None
@@ -233,6 +243,29 @@ def _segment(item, path: str, errors) -> Segment | None:
                                   "delivery triggers)"))
             return None
     return Segment(item["id"], cond, description if isinstance(description, str) else None)
+
+
+def _audience(item, path: str, description, errors) -> Segment | None:
+    from state.sql import read_only_select_problem
+
+    if "condition" in item:
+        errors.append((path, "a segment has a condition or sql, not both"))
+        return None
+    text = item["sql"]
+    if not isinstance(text, str) or not text.strip():
+        errors.append((f"{path}.sql", "expected the text of a SELECT"))
+        return None
+    if len(text) > MAX_SQL:
+        errors.append((f"{path}.sql", f"longer than {MAX_SQL} characters"))
+        return None
+    problem = read_only_select_problem(text)
+    if problem:
+        errors.append((f"{path}.sql", problem))
+        return None
+    if not _valid_id(item.get("id")):
+        return None
+    return Segment(item["id"], None, description if isinstance(description, str) else None,
+                   sql=text)
 
 
 def _delivery(item, path: str, known: set[str], errors) -> Delivery | None:
@@ -359,6 +392,8 @@ def _next_version(journey: Journey, known: dict[int, Journey]) -> Journey:
 
 def _references(cond: Condition) -> list[str]:
     """Segments a condition references, in order of appearance (for readable cycles)."""
+    if cond is None:  # a batch audience refers to no segment
+        return []
     return list(dict.fromkeys(n.segment for _, n in walk(cond) if isinstance(n, InSegment)))
 
 
@@ -401,7 +436,7 @@ def _cycle_error(cycle: list[str], paths: dict[str, str]) -> tuple[str, str]:
 def _dependency_order(segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
     """Each segment after those it references; otherwise as early as its position allows."""
     position = {s.id: i for i, s in enumerate(segments)}
-    waiting = {s.id: {d for d in referenced_segments(s.condition) if d in position}
+    waiting = {s.id: {d for d in _references(s.condition) if d in position}
                for s in segments}
     users: dict[str, list[str]] = {s.id: [] for s in segments}
     for sid, deps in waiting.items():
@@ -542,7 +577,8 @@ def _relabel(path: str, keys: list[str]) -> str:
 
 
 def _segment_source(s: Segment) -> dict:
-    source = {"id": s.id, "condition": to_source(s.condition)}
+    source = ({"id": s.id, "sql": s.sql} if s.condition is None
+              else {"id": s.id, "condition": to_source(s.condition)})
     if s.description is not None:
         source["description"] = s.description
     return source

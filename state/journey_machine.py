@@ -47,9 +47,11 @@ def new_state() -> dict:
 
 def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict[str, Journey],
             event: dict | None, segments, now: int, source: str, caused_by: str,
-            wakeup: tuple[str, int] | None = None) -> list[Output]:
+            wakeup: tuple[str, int] | None = None, enter: bool = False) -> list[Output]:
     """Move every journey of the profile on this input. `versions` holds every known version
-    of each journey (a profile stays on the version it entered with), `latest` the newest."""
+    of each journey (a profile stays on the version it entered with), `latest` the newest.
+    Without an event, a profile enters a journey only when `enter` (a batch audience's
+    verdict; never a wake-up)."""
     ctx = EvalContext(profile=profile, event=event, now=now, segments=frozenset(segments))
     move = Move(profile, ctx, now, source, caused_by)
     states = profile.setdefault("journeys", {})
@@ -72,7 +74,7 @@ def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict
             if journey is None:  # the version is gone: nothing can run it
                 continue
             _run(move, journey, state, woke=False)
-        elif jid in latest and event is not None:
+        elif jid in latest and (event is not None or enter):
             _maybe_enter(move, latest[jid], versions, entry_checked=False)
     for jid in move.jumps:  # a jump enters the other journey whatever its entry criteria
         if jid in latest:

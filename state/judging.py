@@ -27,10 +27,13 @@ def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
                    caused_by: str) -> tuple[set, list[Output]]:
     members: set = set()  # grows in dependency order: later segments see earlier ones
     ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
-    for segment in defs.segments:
-        if evaluate(segment.condition, ctx):
-            members.add(segment.id)
     before = profile["segments"]
+    for segment in defs.segments:
+        if segment.condition is None:  # a batch audience: the sidecar says who is in it
+            if segment.id in before:
+                members.add(segment.id)
+        elif evaluate(segment.condition, ctx):
+            members.add(segment.id)
     pid = profile["profile_id"]
     # Sorted by id, so that neither memberships nor outputs depend on definition order.
     outputs = [_change(pid, seg, "entered", now, source, caused_by)
@@ -39,6 +42,17 @@ def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
                 for seg in before if seg not in members]
     profile["segments"] = sorted(members)
     return set(members), outputs
+
+
+def set_membership(profile: dict, segment: str, member: bool, now: int,
+                   source: str) -> list[Output]:
+    """Enter or leave one segment as told (a batch audience); an output when it changes."""
+    current = set(profile["segments"])
+    if member == (segment in current):
+        return []
+    profile["segments"] = sorted(current | {segment} if member else current - {segment})
+    return [_change(profile["profile_id"], segment, "entered" if member else "left", now,
+                    source, source)]
 
 
 def leave_all_segments(profile: dict, now: int, source: str, caused_by: str) -> list[Output]:

@@ -14,6 +14,10 @@ The rules that make the promises hold:
   `buffered` until the visitor's state (`merge_in`) arrives, travelling through the visitor's
   own partition after all of the visitor's earlier events (`merge_out`). Then the state is
   folded in and the waiting inputs are applied in order.
+- **Batch audiences in order.** The sidecar sends `audience` inputs (a SQL segment entered or
+  left) into the profile's own partition; they wait behind a merge barrier and are applied in
+  order with the events, like events. Each names its run: a run not newer than the last one
+  applied for that audience (`positions["audience:<id>"]`) changes nothing.
 - **Waits come back in order.** A journey wait is due at a time; the worker's timer sends a
   `wakeup` input to the profile's own partition, so it is applied in order with the profile's
   events. It names the step entry (`seq`) it was set for: a stale or repeated wake-up changes
@@ -26,7 +30,8 @@ from typing import Protocol
 
 from state.definitions import DefinitionSet
 from state.journey_machine import advance
-from state.judging import Output, fire_deliveries, judge_segments, leave_all_segments
+from state.judging import (Output, fire_deliveries, judge_segments, leave_all_segments,
+                           set_membership)
 from state.profile import fold_visitor, new_profile, record_event
 
 PROFILE_INPUTS = "profile-inputs"
@@ -63,7 +68,9 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
 
     sends: list[dict] = []
     kind = record["kind"]
-    if kind not in ("merge_in", "wakeup"):  # these two are not positions of an input topic
+    if kind == "audience":
+        profile["positions"][_audience_position(record)] = record["run"]
+    elif kind not in ("merge_in", "wakeup"):  # these two are not positions of an input topic
         profile["positions"][str(record["source_partition"])] = record["source_offset"]
     if kind == "wakeup":
         _wake(profile, record, offset, defs, wire, sends)
@@ -83,7 +90,7 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
     elif profile["pending_merges"]:
         profile["buffered"].append(wire.encode_input(record))
     else:
-        _apply_event(profile, record, offset, defs, wire, sends)
+        _apply(profile, record, offset, defs, wire, sends)
     return profile, sends
 
 
@@ -94,8 +101,33 @@ def _already_applied(profile: dict, record: dict) -> bool:
         state = profile["journeys"].get(record["journey"])
         return not (state and state["status"] == "active" and state["seq"] == record["seq"]
                     and state["due"] is not None)
+    if record["kind"] == "audience":
+        return profile["positions"].get(_audience_position(record), -1) >= record["run"]
     last = profile["positions"].get(str(record["source_partition"]), -1)
     return last >= record["source_offset"]
+
+
+def _audience_position(record: dict) -> str:
+    return f"audience:{record['audience']}"
+
+
+def _apply(profile, record, offset, defs, wire, sends) -> None:
+    if record["kind"] == "audience":
+        _apply_audience(profile, record, offset, defs, wire, sends)
+    else:
+        _apply_event(profile, record, offset, defs, wire, sends)
+
+
+def _apply_audience(profile, record, offset, defs, wire, sends) -> None:
+    """The sidecar's verdict on a batch audience: membership changes (an output when it does),
+    and the profile's journeys move as on an event, which lets a journey use the audience as
+    entry criteria. Other segments are judged again on the profile's next event."""
+    source = f"audience:{record['audience']}:{record['run']}:{profile['profile_id']}"
+    now = record["time"]
+    outputs = set_membership(profile, record["audience"], record["member"], now, source)
+    outputs += advance(profile, defs.journey_versions, _latest(defs), None,
+                       set(profile["segments"]), now, source, source, enter=True)
+    _emit(profile, source, offset, outputs, wire, sends)
 
 
 def _apply_event(profile, record, offset, defs, wire, sends) -> None:
@@ -171,7 +203,7 @@ def _merge_in(profile, record, offset, defs, wire, sends) -> None:
         if profile["pending_merges"]:
             profile["buffered"].append(data)
         else:
-            _apply_event(profile, held, offset, defs, wire, sends)
+            _apply(profile, held, offset, defs, wire, sends)
 
 
 def _emit(profile, source, offset, outputs: list[Output], wire, sends) -> None:

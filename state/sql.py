@@ -226,6 +226,22 @@ def event_rows(profile_id: str, seq: int, event: dict) -> list[tuple]:
         rows.append(base + (name,) + typed)
     return rows
 
+def read_only_select_problem(text: str) -> str | None:
+    """Why `text` is not one read-only SELECT (None when it is), by DuckDB's own parser: a
+    batch audience may only read. The sidecar also runs it in a transaction it rolls back."""
+    import duckdb  # the SQL engine's parser, not a hand-written one
+
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        return f"not valid SQL: {str(exc).splitlines()[0]}"
+    if len(statements) != 1:
+        return f"expected one statement, got {len(statements)}"
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        return f"only a SELECT is accepted, got {kind.name}"
+    return None
+
 # ---------------------------------------------------------------- compiler
 
 

@@ -135,6 +135,22 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
                      if p["journeys"].get("onboarding", {}).get("status") == "active")
     assert {s: c.in_now for s, c in counts.items() if c.in_now} == dict(in_now)
     assert counts["welcome"].to_next == len(seen_stage["welcome"] & seen_stage["browsing"])
+    # Who is in which step now, and the median time in each stage, as the stream has them.
+    from statistics import median
+
+    from sidecar.funnels import steps
+
+    in_step = Counter((p["journeys"]["onboarding"]["stage"], p["journeys"]["onboarding"]["step"])
+                      for p in states.values()
+                      if p["journeys"].get("onboarding", {}).get("status") == "active")
+    assert {(c.stage, c.step): c.profiles for c in steps(store.db, "onboarding", 1)} == \
+        dict(in_step)
+    cells = [p["journeys"]["onboarding"]["sparse"]["1"] for p in states.values()
+             if "onboarding" in p["journeys"]]
+    for stage, c in counts.items():
+        stayed = [cell[f"stage:{stage}"]["last_left"] - cell[f"stage:{stage}"]["first"]
+                  for cell in cells if (cell.get(f"stage:{stage}") or {}).get("last_left")]
+        assert c.p50_ms == (median(stayed) if stayed else None), stage
 
     # `cjo sidecar run --once` follows the snapshots topic and writes the same funnel.
     from dataclasses import asdict
@@ -144,7 +160,8 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
     result = asyncio.run(follow(settings, once=True))
     onboarding = [s for stages in result["journeys"] for s in stages
                   if s["journey"] == "onboarding" and s["version"] == 1]
-    assert {s["stage"]: s for s in onboarding} == {s: asdict(c) for s, c in counts.items()}
+    assert {s["stage"]: s for s in onboarding} == \
+        {s: {**asdict(c), "conversion": c.conversion} for s, c in counts.items()}
     assert result["offsets"] == {m["partition"]: m["offset"]
                                  for m in _manifests(settings).values()}
 

@@ -173,7 +173,7 @@ SEG = "{id: ok, condition: {count.view: {gt: 1}}}"
      "{id: d, segment: ok, trigger: {segment: ok}}]",
      "deliveries[1].id", "duplicate delivery id 'd' (also at deliveries[0])"),
     ("segments: [{id: a, condition: {count.view: {gt: 1}}, owner: me, tags: []}]", "segments[0]",
-     "unknown keys 'owner', 'tags' (allowed: id, description, condition)"),
+     "unknown keys 'owner', 'tags' (allowed: id, description, condition, sql)"),
     ("segments: [{id: a}]", "segments[0].condition", "missing"),
     ("segments: [{id: a, condition: {count.view: {gt: 1}}, description: 5}]",
      "segments[0].description", "expected text"),
@@ -273,7 +273,7 @@ def test_a_file_that_closes_a_cycle_through_earlier_segments_is_refused():
 
 def test_a_misspelt_key_is_reported_with_what_it_leaves_missing():
     assert errors_of("segments: [{id: a, conditon: {count.view: {gt: 1}}}]") == [
-        ("segments[0]", "unknown key 'conditon' (allowed: id, description, condition)"),
+        ("segments[0]", "unknown key 'conditon' (allowed: id, description, condition, sql)"),
         ("segments[0].condition", "missing"),
     ]
 
