@@ -7,6 +7,7 @@
     cjo apply FILE                         validate and publish them to running workers
     cjo sidecar run [--once]               load snapshots into DuckDB, print journey funnels
     cjo sidecar check [--percent P]        sampled consistency check; exit 1 on a violation
+    cjo sidecar query SQL [--limit N]      one read-only SELECT over the sidecar's tables
     cjo demo                               the end-to-end demo on the local broker
 """
 from __future__ import annotations
@@ -113,6 +114,13 @@ def _sidecar(args, settings: Settings) -> int:
 
     if args.action == "check":
         return run_check(settings, args.percent)
+    if args.action == "query":
+        from sidecar.query import run_query
+
+        if not args.sql:
+            print("cjo sidecar query: give the SELECT to run", file=sys.stderr)
+            return 2
+        return run_query(settings, args.sql, args.limit)
     return run(settings, once=args.once)
 
 
@@ -146,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                        ("apply", "validate and publish a definitions file")):
         sub.add_parser(name, help=text).add_argument("file")
     sc = sub.add_parser("sidecar", help="the analytical sidecar")
-    sc.add_argument("action", choices=["run", "check"])
+    sc.add_argument("action", choices=["run", "check", "query"])
+    sc.add_argument("sql", nargs="?", help="query: one read-only SELECT")
+    sc.add_argument("--limit", type=int, default=50, help="query: rows to print")
     sc.add_argument("--once", action="store_true", help="run: load what is there, print, stop")
     sc.add_argument("--percent", type=float, default=50.0, help="check: sample size")
     d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")

@@ -89,10 +89,14 @@ def run_demo(base: Settings, events: int, users: int) -> int:
         _say("Moved the worker's clock two days past the last event: due journey waits fired")
         _summarise(settings, warmup + bulk)
         time.sleep(2.5)  # the next snapshots (every second) reflect everything
-        from sidecar.follower import follow, print_funnels, run_check
+        from sidecar.follower import follow, print_audiences, print_funnels, run_check
 
         _say("The sidecar loaded the snapshots into DuckDB; journey stage sets counted in SQL:")
-        print_funnels(asyncio.run(follow(settings, once=True)))
+        result = asyncio.run(follow(settings, once=True))
+        print_funnels(result)
+        _say("The batch audiences (SQL segments over the archived events), sent to the "
+             "profiles:")
+        print_audiences(result)
         _say("The consistency check on every profile: journey invariants, and segment "
              "memberships recounted in SQL from the archived events:")
         return run_check(settings, 100.0)

@@ -13,17 +13,11 @@ from dataclasses import dataclass, field
 
 from typing import Mapping
 
+from sidecar.engines import ENGINES
 from sidecar.store import LIVE
 from state.conditions import Condition
 from state.sql import compile_segment, last_applied_profiles
 
-# The sampling clause is the one engine-specific part: DuckDB and Trino spell it alike but for
-# the PERCENT keyword; Spark SQL takes `TABLESAMPLE (p PERCENT)`.
-SAMPLE = {
-    "duckdb": "TABLESAMPLE BERNOULLI ({p} PERCENT)",
-    "trino": "TABLESAMPLE BERNOULLI ({p})",
-    "spark": "TABLESAMPLE ({p} PERCENT)",
-}
 
 # The invariants read the rows of the sampled profiles only, so a smaller sample costs less.
 ROWS = "check_rows"
@@ -73,7 +67,7 @@ def check(db, percent: float = 50.0, engine: str = "duckdb", seed: int | None = 
     segments the stream judges), also recount their memberships from the archive."""
     if not 0 < percent <= 100:
         raise ValueError(f"percent must be in (0, 100], got {percent}")
-    sample = SAMPLE[engine].format(p=percent)
+    sample = ENGINES[engine].sample(percent)  # the one engine-specific clause
     # Sample profiles, not rows: every row of a sampled profile is checked.
     db.execute(f"CREATE OR REPLACE TEMP TABLE check_profiles AS SELECT profile_id FROM "
                f"(SELECT profile_id FROM {LIVE} UNION "

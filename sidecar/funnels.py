@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.store import LIVE
+from sidecar.store import DUCKDB, LIVE
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,11 @@ def funnel(db, journey: str, version: int, order: list[str] | None = None) -> li
             following = stages[i + 1] if i + 1 < len(stages) else None
             counts = {name: db.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
                       for name, sql in stage_sets(stage, following).items()}
+            stay = 'last_left - "first"'
             p50, p90 = db.execute(
-                f"SELECT quantile_cont(last_left - \"first\", 0.5), "
-                f"quantile_cont(last_left - \"first\", 0.9) FROM {ROWS} "
-                f"WHERE key = ? AND last_left IS NOT NULL", [f"stage:{stage}"]).fetchone()
+                f"SELECT {DUCKDB.percentile(stay, 0.5)}, {DUCKDB.percentile(stay, 0.9)} "
+                f"FROM {ROWS} WHERE key = ? AND last_left IS NOT NULL",
+                [f"stage:{stage}"]).fetchone()
             out.append(StageCounts(journey, version, stage, **counts, p50_ms=p50, p90_ms=p90))
     finally:
         db.execute(f"DROP TABLE {ROWS}")

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import duckdb
 
+from sidecar.engines import ENGINES
+
+DUCKDB = ENGINES["duckdb"]
 LIVE = "journey_state"
 COLUMNS = "profile_id VARCHAR, journey VARCHAR, version INTEGER, key VARCHAR, " \
           "\"first\" BIGINT, last_left BIGINT, value VARCHAR"
@@ -66,15 +69,13 @@ class SparseStore:
             # A full snapshot of a partition replaces the partition's profiles: those it names,
             # and the ones loaded from this partition before (a merged visitor may be gone).
             scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "
-                     "SELECT profile_id FROM snapshot_profiles WHERE \"partition\" = ?"
+                     f"SELECT profile_id FROM snapshot_profiles WHERE \"partition\" = {int(partition)}"
                      if full else "SELECT profile_id FROM staging WHERE key = 'profile'")
-            params = [partition] if full else []
-            db.execute(f"CREATE TABLE {LIVE}_next AS "
-                       f"SELECT * FROM {LIVE} WHERE profile_id NOT IN ({scope}) "
-                       f"UNION ALL SELECT * FROM staging WHERE key <> 'profile'", params)
-            db.execute(f"DROP TABLE {LIVE}")
-            db.execute(f"ALTER TABLE {LIVE}_next RENAME TO {LIVE}")
-            db.execute(f"DELETE FROM snapshot_profiles WHERE profile_id IN ({scope})", params)
+            new = (f"SELECT * FROM {LIVE} WHERE profile_id NOT IN ({scope}) "
+                   f"UNION ALL SELECT * FROM staging WHERE key <> 'profile'")
+            for statement in DUCKDB.replace_table(LIVE, new):
+                db.execute(statement)
+            db.execute(f"DELETE FROM snapshot_profiles WHERE profile_id IN ({scope})")
             db.execute("INSERT INTO snapshot_profiles SELECT profile_id, ?, \"first\", "
                        "value IS NOT NULL FROM staging WHERE key = 'profile'", [partition])
             db.execute("INSERT INTO loaded_files VALUES (?, ?, ?)", [path, partition, offset])

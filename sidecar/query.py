@@ -1,0 +1,94 @@
+"""Reading the sidecar's tables: `cjo sidecar query SQL` and a small Python API.
+
+    from sidecar.query import SidecarReader
+    with SidecarReader(settings) as sidecar:
+        sidecar.sql("SELECT count(*) AS n FROM events")         # [{"n": ...}]
+        sidecar.funnel("onboarding", 1)                          # [StageCounts, ...]
+        sidecar.in_stage("onboarding", 1, "browsing")            # {profile ids}
+
+Tables: `journey_state` (the sparse table), `snapshot_profiles`, `events` (the archive, long
+format: see state/sql.py), `audience_members`, `partition_offsets`, `archive_offsets`.
+The database is opened read-only; DuckDB lets one process write a database file, so while
+`cjo sidecar run` follows the topics, query the funnels file it writes or stop it first.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from cjo.settings import Settings
+from sidecar.follower import database_path
+from sidecar.funnels import ROWS, StageCounts, funnel, stage_sets
+from sidecar.store import LIVE
+from state.sql import read_only_select_problem
+
+
+class SidecarUnavailable(RuntimeError):
+    """The sidecar's database is missing or held by a running `cjo sidecar run`."""
+
+
+class SidecarReader:
+    def __init__(self, settings: Settings) -> None:
+        path = database_path(settings)
+        if not path.exists():
+            raise SidecarUnavailable(f"no sidecar database at {path}: run `cjo sidecar run "
+                                     "--once` first")
+        try:
+            self.db = duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException as exc:
+            raise SidecarUnavailable(f"{path} is in use (is `cjo sidecar run` following?): "
+                                     f"{str(exc).splitlines()[0]}") from None
+
+    def __enter__(self) -> "SidecarReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.db.close()
+
+    def sql(self, text: str) -> list[dict]:
+        """Rows of one read-only SELECT, as dicts."""
+        problem = read_only_select_problem(text)
+        if problem:
+            raise ValueError(problem)
+        result = self.db.sql(text)
+        return [dict(zip(result.columns, row)) for row in result.fetchall()]
+
+    def funnel(self, journey: str, version: int, order: list[str] | None = None
+               ) -> list[StageCounts]:
+        # The stage sets need a scratch table: a read-only database has a writable temp one.
+        return funnel(self.db, journey, version, order)
+
+    def in_stage(self, journey: str, version: int, stage: str) -> set[str]:
+        """The profiles in `stage` now (the in_now set)."""
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT profile_id, key, "
+                        f"\"first\", last_left FROM {LIVE} WHERE journey = ? AND version = ?",
+                        [journey, version])
+        try:
+            return {r[0] for r in self.db.execute(stage_sets(stage, None)["in_now"]).fetchall()}
+        finally:
+            self.db.execute(f"DROP TABLE {ROWS}")
+
+
+def print_rows(rows: list[dict], limit: int) -> None:
+    if not rows:
+        print("(no rows)")
+        return
+    columns = list(rows[0])
+    shown = [[("NULL" if v is None else str(v)) for v in r.values()] for r in rows[:limit]]
+    widths = [max(len(c), *(len(r[i]) for r in shown)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in shown:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    more = len(rows) - len(shown)
+    print(f"({len(rows)} rows" + (f", {more} not shown: --limit)" if more > 0 else ")"))
+
+
+def run_query(settings: Settings, text: str, limit: int) -> int:
+    try:
+        with SidecarReader(settings) as sidecar:
+            rows = sidecar.sql(text)
+    except (SidecarUnavailable, ValueError, duckdb.Error) as exc:
+        print(f"error: {exc}")
+        return 2
+    print_rows(rows, limit)
+    return 0
