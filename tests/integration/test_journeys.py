@@ -72,8 +72,34 @@ def _compare(settings, model):
         assert sequence == dict(order), f"{topic}: a profile's order differs"
 
 
+def _model_funnel(states: dict, journey: str, version: int, order: list[str]) -> dict:
+    """The funnel's sets, straight from the model's journey states (no SQL)."""
+    cells = {pid: p["journeys"][journey]["sparse"].get(str(version), {})
+             for pid, p in states.items() if journey in p["journeys"]}
+
+    def having(test):
+        return {pid for pid, c in cells.items() if any(test(k, v) for k, v in c.items())}
+
+    goal = having(lambda k, v: k == "goal")
+    funnel = {}
+    for i, stage in enumerate(order):
+        entered = having(lambda k, v: k == f"stage:{stage}")
+        following = having(lambda k, v: k == f"stage:{order[i + 1]}") if i + 1 < len(order) \
+            else set()
+        funnel[stage] = {
+            "entered": len(entered),
+            "in_now": len(having(lambda k, v: k == f"stage:{stage}" and v["last_left"] is None)),
+            "milestone": len(having(lambda k, v: k == f"milestone:{stage}")),
+            "exited": len(having(lambda k, v: k.startswith(f"exit:{stage}:"))),
+            "to_next": len(entered & following), "goal": len(entered & goal)}
+    return funnel
+
+
 def test_journey_transitions_equal_the_reference_model(settings, workers, tmp_path):
-    settings = settings.with_(commit_interval=0.5)
+    """... and the sidecar, fed by the worker's snapshots, counts the same funnel as the
+    reference model, with no violation found by the consistency check."""
+    settings = settings.with_(commit_interval=0.5, snapshot_interval=1.0,
+                              snapshot_dir=str(tmp_path / "snapshots"))
     clock = Clock(str(tmp_path / "clock"))
     clock.set(START)  # the worker's clock stands at START until the test moves it
     ensure_topics(settings)
@@ -102,6 +128,21 @@ def test_journey_transitions_equal_the_reference_model(settings, workers, tmp_pa
                  "goal_reached", "journey_exited", "activation"):
         assert kinds[kind] > 0, f"the workload never produced {kind}"
     assert seen["wakeups_applied"] > 50
+
+    from sidecar.follower import check_report, follow
+    from tests.integration.test_snapshots import wait_for_snapshots
+
+    wait_for_snapshots(settings)
+    order = ["welcome", "browsing", "cart", "loyal"]
+    result = asyncio.run(follow(settings, once=True))
+    sidecar = {s["stage"]: {k: s[k] for k in ("entered", "in_now", "milestone", "exited",
+                                              "to_next", "goal")}
+               for stages in result["journeys"] for s in stages}
+    expected = _model_funnel(model.states(), "onboarding", 1, order)
+    assert sidecar == {s: c for s, c in expected.items() if c["entered"]}
+    assert sum(c["entered"] for c in expected.values()) > 300
+    report = check_report(settings, 100.0)
+    assert report.ok and report.recounted_profiles > 200, report
 
 
 def _version(payload: str, wait: str) -> dict:

@@ -41,6 +41,19 @@ def _manifests(settings) -> dict[int, dict]:
     return {r.value["partition"]: r.value for r in reads}
 
 
+def wait_for_snapshots(settings, timeout: float = 30.0) -> dict[int, dict]:
+    """Until every partition's manifest reflects everything on profile-inputs."""
+    ends = _end_offsets(settings)
+    deadline = time.monotonic() + timeout
+    manifests = {}
+    while time.monotonic() < deadline:
+        manifests = _manifests(settings)
+        if all(manifests.get(p, {}).get("offset") == end for p, end in ends.items() if end):
+            return manifests
+        time.sleep(0.5)
+    raise AssertionError(f"snapshots behind: {manifests} {ends}")
+
+
 def _load(manifest) -> dict[str, list[tuple]]:
     rows: dict[str, list[tuple]] = {}
     for f in manifest["files"]:
@@ -75,16 +88,7 @@ def test_snapshots_reflect_the_state_at_their_offsets(settings, workers, tmp_pat
         time.sleep(1.5)
     wait_processed(settings, worker)
 
-    ends = _end_offsets(settings)
-    deadline = time.monotonic() + 30
-    manifests = {}
-    while time.monotonic() < deadline:
-        manifests = _manifests(settings)
-        if all(manifests.get(p, {}).get("offset") == end for p, end in ends.items() if end):
-            break
-        time.sleep(0.5)
-    assert all(manifests.get(p, {}).get("offset") == end for p, end in ends.items() if end), \
-        (manifests, ends)
+    manifests = wait_for_snapshots(settings)
     assert any(len(m["files"]) > 1 for m in manifests.values()), "no delta was taken"
 
     states = table(settings, "profiles", "profile")
