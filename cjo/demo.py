@@ -8,17 +8,17 @@ stream made of it, and stops what it started.
 from __future__ import annotations
 
 import asyncio
-import json
+import secrets
 import shutil
 import time
 from collections import Counter
-import urllib.request
 from pathlib import Path
 
 from cjo.clock import Clock
 from cjo.kafka_io import produce, read_all, wait_until_caught_up
 from cjo.processes import WorkerProcess
 from cjo.settings import Settings
+from cjo.web_client import WebError, get_json
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
 from state.durations import DAY
@@ -50,6 +50,8 @@ def run_demo(base: Settings, events: int, users: int) -> int:
 
     settings = base.with_(app_id=f"{DEMO_PREFIX}{int(time.time())}", commit_interval=0.5,
                           snapshot_interval=1.0)
+    if not settings.admin_tokens:  # the views need a token: one for this demo only
+        settings = settings.with_(admin_tokens=(secrets.token_urlsafe(24),))
     worker = None
     try:
         _forget_previous_demos(settings)
@@ -134,10 +136,8 @@ def _wakeups_done(settings: Settings, worker, timeout: float = 120.0) -> bool:
     time.sleep(0.5)
     while time.monotonic() < deadline and worker.running():
         try:
-            url = f"http://127.0.0.1:{settings.web_port}/stats/"
-            with urllib.request.urlopen(url) as response:
-                pending = json.load(response).get("wakeups_pending_due", 0)
-        except OSError:
+            pending = get_json(settings, "/stats/").get("wakeups_pending_due", 0)
+        except (OSError, WebError):  # not up yet
             pending = 1
         if pending == 0 and _caught_up(settings, worker, 60):
             return True

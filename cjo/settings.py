@@ -37,6 +37,17 @@ def _positive(env: dict, name: str, default, kind=int):
     return value
 
 
+MIN_TOKEN_LENGTH = 16  # a guessable token is no protection
+
+
+def _tokens(env: dict, name: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in (env.get(name) or "").split(",") if t.strip())
+    short = [t for t in tokens if len(t) < MIN_TOKEN_LENGTH]
+    if short:
+        raise ValueError(f"{name}: every token needs at least {MIN_TOKEN_LENGTH} characters")
+    return tokens
+
+
 @dataclass(frozen=True)
 class Settings:
     # Faust application id: consumer group, changelog topic prefix, and prefix of our topics,
@@ -56,6 +67,11 @@ class Settings:
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
     snapshot_chunk: int = 1000  # profiles a full snapshot reads between two yields
     audience_interval: float = 300.0  # seconds between the sidecar's batch audience runs
+    # Bearer tokens of the web views (comma-separated in the environment): read-only ones may
+    # GET, admin ones may also POST. None configured: every protected view answers 401.
+    read_tokens: tuple[str, ...] = ()
+    admin_tokens: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024  # larger request bodies are refused (413)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -79,6 +95,9 @@ class Settings:
             snapshot_chunk=_positive(env, "CJO_SNAPSHOT_CHUNK", defaults.snapshot_chunk),
             audience_interval=_positive(env, "CJO_AUDIENCE_INTERVAL", defaults.audience_interval,
                                         float),
+            read_tokens=_tokens(env, "CJO_READ_TOKENS"),
+            admin_tokens=_tokens(env, "CJO_ADMIN_TOKENS"),
+            max_body_bytes=_positive(env, "CJO_MAX_BODY_BYTES", defaults.max_body_bytes),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -99,6 +118,9 @@ class Settings:
             "CJO_SNAPSHOT_DIR": self.snapshot_dir,
             "CJO_SNAPSHOT_CHUNK": str(self.snapshot_chunk),
             "CJO_AUDIENCE_INTERVAL": str(self.audience_interval),
+            "CJO_READ_TOKENS": ",".join(self.read_tokens),
+            "CJO_ADMIN_TOKENS": ",".join(self.admin_tokens),
+            "CJO_MAX_BODY_BYTES": str(self.max_body_bytes),
         }
 
     def with_(self, **changes) -> "Settings":
@@ -116,6 +138,11 @@ class Settings:
         """A worker's RocksDB tables. Faust's paths name neither the app nor the worker, so
         both go into the directory: two apps or two local workers never share a store."""
         return self.data_dir / "workers" / self.app_id / str(self.web_port)
+
+    @property
+    def funnels_file(self) -> Path:
+        """Where the sidecar writes the journeys' funnels, read by the workers' views."""
+        return self.data_dir / "sidecar" / f"{self.app_id}.funnels.json"
 
     @property
     def snapshots(self) -> str:

@@ -32,7 +32,7 @@ def archive_path(settings: Settings) -> Path:
 
 
 def results_path(settings: Settings) -> Path:
-    return settings.data_dir / "sidecar" / f"{settings.app_id}.funnels.json"
+    return settings.funnels_file
 
 
 def write_funnels(settings: Settings, store: SparseStore, stage_order: dict) -> dict:

@@ -66,7 +66,13 @@ def settings(broker, tmp_path, request) -> Settings:
         partitions=8,
         web_port=free_port(),
         kafka_version=broker.version,
+        read_tokens=(READ_TOKEN,),
+        admin_tokens=(ADMIN_TOKEN,),
     )
+
+
+READ_TOKEN = "test-read-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
 @pytest.fixture

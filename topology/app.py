@@ -17,7 +17,9 @@ from topology.codecs import register_avro
 from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
 from topology.faust_fixes import App
+from topology.metrics import Metrics
 from topology.stats import WorkerStats
+from topology.web_access import web_options
 from topology.wire import AvroWire
 
 
@@ -32,6 +34,8 @@ class Topology:
     definitions: DefinitionsFollower
     clock: Clock
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
+    metrics: "Metrics | None" = None
+    journey_counts: object = None  # set by topology.profiles
 
     def table(self, name: str, schema: str) -> faust.types.TableT:
         """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are Avro
@@ -94,6 +98,13 @@ def create_app(settings: Settings) -> Topology:
         web_port=settings.web_port,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
+        # Every view goes through the access check; Faust's own views that dump tables or
+        # describe the app are off (its router view stays: `table_route` needs no view).
+        web_application_options=web_options(settings),
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         logging_config=logging_config(settings.log_level),
         autodiscover=False,
     )
@@ -117,6 +128,7 @@ def create_app(settings: Settings) -> Topology:
         definitions=DefinitionsFollower(settings),
         clock=Clock(),
     )
+    topology.metrics = Metrics(topology)
 
     from topology import identity, profiles, views
 

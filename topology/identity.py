@@ -61,6 +61,7 @@ def register(topology) -> None:
             await dead.send(message, rejected.code, rejected.reason)
             return
         stats.counters["events_in"] += 1
+        topology.metrics.event_accepted()
         visitor, offset = record["visitor_id"], message.offset
         if record["name"] == IDENTIFY:
             member = record["user_id"]

@@ -4,9 +4,11 @@ sends what came of it. The rules are in state.processing; this module only moves
 from __future__ import annotations
 
 import logging
+import time
 
 from schemas.codec import CodecError
 from state.processing import step, waits
+from topology.journey_counts import JourneyCounts, positions
 from topology.snapshots import Snapshotter
 from topology.wakeups import WakeupTimer, index_key, sync_index
 from topology.faust_fixes import fail_stop
@@ -28,6 +30,19 @@ def register(topology) -> None:
     app.timer(timer.interval)(timer.tick)
     snapshots = Snapshotter(topology, profiles)
     app.timer(topology.settings.snapshot_interval)(snapshots.tick)
+    journey_counts = topology.journey_counts = JourneyCounts(topology, profiles)
+    app.timer(journey_counts.interval)(journey_counts.tick)
+    metrics = topology.metrics
+    kind_field = {"journey-transitions": "kind", "segment-changes": "change"}
+
+    def count_outputs(sends) -> None:
+        for out in sends:
+            topic = out["topic"]
+            if topic == "activations":
+                stats.outputs[(topic, "activation")] += 1
+            elif topic in kind_field:
+                kind = wire.codecs[topic].decode(out["value"])[kind_field[topic]]
+                stats.outputs[(topic, kind)] += 1
 
     def committed(tp) -> int | None:
         # Faust records what it committed (the next offset to read); outbox entries below it
@@ -44,6 +59,7 @@ def register(topology) -> None:
                 profile_id = record["profile_id"]
                 current = profiles.get(profile_id)
                 before = waits(current) if current else set()
+                was = positions(current)
                 profile, sends = step(current, record, message.offset,
                                       committed(message.tp), definitions.current, wire)
             except CodecError as exc:
@@ -57,13 +73,23 @@ def register(topology) -> None:
             try:
                 profiles[profile_id] = profile
                 snapshots.touched(message.partition, message.offset, profile_id)
+                journey_counts.changed(message.partition, was, profile)
                 sync_index(index, before, profile)
                 if record["kind"] == "wakeup":
                     index.pop(index_key(profile_id, record["journey"], record["seq"],
                                         record["due"]), None)
-                    stats.observe_wakeup(clock.now_ms() - record["due"])
+                    delay = clock.now_ms() - record["due"]
+                    stats.observe_wakeup(delay)
+                    metrics.wakeup_delay.observe(max(0, delay) / 1000)
                 for out in sends:
                     await outputs[out["topic"]].send(key=out["key"].encode(), value=out["value"])
             except Exception as exc:  # not the input's fault: never ack it
                 fail_stop(message, exc)
             stats.counters["inputs_applied"] += 1
+            if sends:
+                count_outputs(sends)
+                metrics.latency.labels("arrival").observe(time.time() - message.timestamp)
+                if record["kind"] == "event":
+                    event_time = wire.decode_event(record["event"])["time"]
+                    metrics.latency.labels("event_time").observe(
+                        max(0.0, clock.now_ms() - event_time) / 1000)

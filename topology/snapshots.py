@@ -75,6 +75,7 @@ class Snapshotter:
             await self.topology.topics["snapshots"].send(key=str(partition).encode(),
                                                         value=codec.encode(manifest))
             self.topology.stats.counters["snapshots"] += 1
+            self.topology.stats.counters["snapshot_last_at"] = time.time()
 
     def _paused(self, started: float) -> None:
         pause_ms = round((time.perf_counter() - started) * 1000, 1)

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from cjo.kafka_io import produce, read_all, wait_until_caught_up
 from cjo.settings import Settings
+from cjo.web_client import get_json
 
 
 def send_events(settings: Settings, log) -> list[tuple[int, int]]:
@@ -55,16 +56,13 @@ def table(settings: Settings, name: str, schema: str) -> dict[str, dict]:
 
 def stats(settings: Settings, worker, timeout: float = 60.0) -> dict:
     """The worker's /stats/ view, waiting for its web server to come up."""
-    import json
     import time
     import urllib.error
-    import urllib.request
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats/") as r:
-                return json.load(r)
+            return get_json(settings, "/stats/")
         except (urllib.error.URLError, ConnectionError):
             if time.monotonic() > deadline or not worker.running():
                 raise AssertionError("the worker's web view did not answer:\n"

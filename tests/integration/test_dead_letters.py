@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
-
 from cjo.kafka_io import read_all
+from cjo.web_client import get_json
 from schemas.codec import AvroCodec
 from tests.integration.harness import send_raw, table, wait_processed
 from topology.topics import ensure_topics
@@ -84,8 +83,7 @@ def test_every_kind_of_bad_input_is_dead_lettered(settings, workers):
     assert good_ids <= set(profiles)
     assert all(profiles[g]["counts"] == {"view": 1} for g in good_ids)
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/stats/") as response:
-        stats = json.load(response)
+    stats = get_json(settings, "/stats/")
     assert stats["dead_letters_total"] == len(bad)
     assert stats["dead_letters"]["undecodable"] == 6
     assert stats["dead_letters"]["reserved_name"] == 2

@@ -1,0 +1,62 @@
+"""Live journey counts: how many profiles are in each journey, version, stage and step right
+now, for the partitions this worker owns. A partition's count starts from a read of the whole
+partition when the worker gets it, and moves with every profile the agent writes after that
+read began (the difference between the profile's positions before and after), so it is exact
+once the read is done (`complete`)."""
+from __future__ import annotations
+
+from collections import Counter
+
+from topology.faust_fixes import stores_settled
+from topology.partitions import owned, read_partition
+
+
+def positions(profile: dict | None) -> Counter:
+    """(journey, version, stage, step) of each journey the profile is active in."""
+    if not profile:
+        return Counter()
+    return Counter((jid, s["version"], s["stage"] or "", s["step"] or "")
+                   for jid, s in profile["journeys"].items() if s["status"] == "active")
+
+
+class JourneyCounts:
+    interval = 1.0  # seconds between looks at the assignment
+
+    def __init__(self, topology, profiles) -> None:
+        self.topology = topology
+        self.profiles = profiles
+        self.counts: dict[int, Counter] = {}
+        self.complete: set[int] = set()
+
+    def changed(self, partition: int, before: Counter, profile: dict) -> None:
+        """The profile agent wrote `profile` on `partition`; `before` were its positions."""
+        counts = self.counts.get(partition)
+        if counts is not None:
+            counts.subtract(before)
+            counts.update(positions(profile))
+
+    async def tick(self) -> None:
+        if not stores_settled(self.topology.app):
+            return
+        mine = set(owned(self.topology))
+        for partition in set(self.counts) - mine:
+            self.counts.pop(partition)
+            self.complete.discard(partition)
+        for partition in sorted(mine - set(self.counts)):
+            counts = self.counts[partition] = Counter()
+            done = await read_partition(self.topology, self.profiles, partition,
+                                        self.topology.settings.snapshot_chunk,
+                                        lambda chunk: [counts.update(positions(p))
+                                                       for p in chunk])
+            if done:
+                self.complete.add(partition)
+            else:
+                self.counts.pop(partition, None)
+
+    def totals(self) -> dict:
+        total: Counter = Counter()
+        for counts in self.counts.values():
+            total.update(counts)
+        return {"partitions": sorted(self.counts), "complete": self.complete == set(self.counts),
+                "positions": [{"journey": j, "version": v, "stage": st, "step": sp, "profiles": n}
+                              for (j, v, st, sp), n in sorted(total.items()) if n > 0]}
