@@ -8,6 +8,9 @@
     cjo sidecar run [--once]               load snapshots into DuckDB, print journey funnels
     cjo sidecar check [--percent P]        sampled consistency check; exit 1 on a violation
     cjo sidecar query SQL [--limit N]      one read-only SELECT over the sidecar's tables
+    cjo profile ID                         a profile, as GET /profiles/ID shows it
+    cjo journeys                           journeys with live and sidecar counts
+    cjo funnel ID                          one journey's funnel
     cjo demo                               the end-to-end demo on the local broker
 """
 from __future__ import annotations
@@ -124,6 +127,12 @@ def _sidecar(args, settings: Settings) -> int:
     return run(settings, once=args.once)
 
 
+def _ops(args, settings: Settings) -> int:
+    from cjo.ops_cli import run as run_ops
+
+    return run_ops(settings, args.command, getattr(args, "id", None))
+
+
 def _demo(args, settings: Settings) -> int:
     from cjo.demo import run_demo
 
@@ -159,12 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--limit", type=int, default=50, help="query: rows to print")
     sc.add_argument("--once", action="store_true", help="run: load what is there, print, stop")
     sc.add_argument("--percent", type=float, default=50.0, help="check: sample size")
+    sub.add_parser("profile", help="show a profile (asks a worker)").add_argument("id")
+    sub.add_parser("journeys", help="journeys with live and sidecar counts (asks a worker)")
+    sub.add_parser("funnel", help="one journey's funnel (asks a worker)").add_argument("id")
     d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")
     d.add_argument("--events", type=int, default=5000)
     d.add_argument("--users", type=int, default=200)
     args = parser.parse_args(argv)
     handler = {"broker": _broker, "topics": _topics, "demo": _demo, "validate": _validate,
-               "apply": _apply, "sidecar": _sidecar}[args.command]
+               "apply": _apply, "sidecar": _sidecar, "profile": _ops, "journeys": _ops,
+               "funnel": _ops}[args.command]
     return handler(args, settings)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -50,6 +53,13 @@ def _workload(settings) -> list:
                                    "visitor_id": VISITOR, "user_id": MEMBER, "time": t + 10,
                                    "request_id": None, "values": {}}))
     return log
+
+
+def _cli(settings, *args) -> str:
+    done = subprocess.run([sys.executable, "-m", "cjo", *args], capture_output=True, text=True,
+                          env={**os.environ, **settings.to_env()}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _metric(text: str, name: str, **labels) -> float:
@@ -140,6 +150,16 @@ def test_each_view_answers_what_the_stream_made_to_whom_may_ask(settings, worker
     status, _, body = call(settings, "/definitions", "POST", good, token=ADMIN_TOKEN)
     assert status == 200 and json.loads(body)["applied"] == [
         {"key": "segment:viewers", "version": 1}]
+
+    # The terminal says the same (cjo profile / journeys / funnel ask the worker).
+    shown = _cli(settings, "profile", MEMBER)
+    assert f"profile {MEMBER}" in shown and "view 3" in shown
+    assert "merged into member-9" in _cli(settings, "profile", VISITOR)
+    lines = _cli(settings, "journeys").splitlines()
+    assert lines[0].startswith("journey onboarding v1")
+    for stage, n in expected.items():
+        assert any(re.match(rf"{stage}\s+{n}\s", line) for line in lines), (stage, lines)
+    assert "stage" in _cli(settings, "funnel", "onboarding")
 
 
 def test_a_profile_is_answered_by_whichever_worker_is_asked(settings, workers, tmp_path):
