@@ -57,6 +57,8 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     partitions: int = 8
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"  # interface the web server listens on (0.0.0.0 in a pod)
+    web_host: str = "127.0.0.1"  # how other workers reach this one (routed profile requests)
     log_level: str = "info"
     kafka_version: str = KAFKA_VERSION
     kafka_home: Path = field(default_factory=_default_kafka_home)
@@ -83,6 +85,8 @@ class Settings:
             data_dir=Path(env.get("CJO_DATA_DIR") or defaults.data_dir),
             partitions=_positive(env, "CJO_PARTITIONS", defaults.partitions),
             web_port=_positive(env, "CJO_WEB_PORT", defaults.web_port),
+            web_bind=env.get("CJO_WEB_BIND") or defaults.web_bind,
+            web_host=env.get("CJO_WEB_HOST") or defaults.web_host,
             log_level=env.get("CJO_LOG_LEVEL") or defaults.log_level,
             kafka_version=env.get("CJO_KAFKA_VERSION") or defaults.kafka_version,
             kafka_home=Path(env.get("CJO_KAFKA_HOME") or defaults.kafka_home),
@@ -108,6 +112,8 @@ class Settings:
             "CJO_DATA_DIR": str(self.data_dir),
             "CJO_PARTITIONS": str(self.partitions),
             "CJO_WEB_PORT": str(self.web_port),
+            "CJO_WEB_BIND": self.web_bind,
+            "CJO_WEB_HOST": self.web_host,
             "CJO_LOG_LEVEL": self.log_level,
             "CJO_KAFKA_VERSION": self.kafka_version,
             "CJO_KAFKA_HOME": str(self.kafka_home),

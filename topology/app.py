@@ -96,8 +96,8 @@ def create_app(settings: Settings) -> Topology:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.web_bind,
+        web_host=settings.web_host,
         # Every view goes through the access check; Faust's own views that dump tables or
         # describe the app are off (its router view stays: `table_route` needs no view).
         web_application_options=web_options(settings),
