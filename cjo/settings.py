@@ -67,7 +67,7 @@ class Settings:
     session_timeout: float = 10.0  # seconds before a silent worker's partitions move
     snapshot_interval: float = 60.0  # seconds between journey-state snapshots
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
-    snapshot_chunk: int = 1000  # profiles a full snapshot reads between two yields
+    snapshot_chunk: int = 250  # profiles a snapshot reads between two yields to the agents
     audience_interval: float = 300.0  # seconds between the sidecar's batch audience runs
     # Bearer tokens of the web views (comma-separated in the environment): read-only ones may
     # GET, admin ones may also POST. None configured: every protected view answers 401.

@@ -6,9 +6,10 @@ its own, so records written with an older or newer compatible schema still decod
 """
 from __future__ import annotations
 
+import json
 from io import BytesIO
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import SchemaVersion, by_fingerprint, current
 
@@ -86,6 +87,28 @@ class AvroCodec:
                 f"this topic carries {self.schema.full_name}",
             )
         return writer
+
+    def projection(self, fields: tuple[str, ...]):
+        """A decoder of only `fields` of this topic's records: the others are skipped, not
+        built (about half the time for a full profile when few fields are needed)."""
+        raw = json.loads(json.dumps(self.schema.parsed))  # a private copy
+        raw["fields"] = [f for f in raw["fields"] if f["name"] in fields]
+        missing = set(fields) - {f["name"] for f in raw["fields"]}
+        if missing:
+            raise ValueError(f"{self.schema.full_name} has no field {sorted(missing)}")
+        reader = parse_schema(raw, named_schemas={})
+
+        def decode(data: bytes) -> dict:
+            buf = BytesIO(data)
+            buf.seek(HEADER_SIZE)
+            try:
+                return schemaless_reader(buf, self.writer_of(data).parsed, reader)
+            except CodecError:
+                raise
+            except Exception as exc:
+                raise CodecError(self.topic, f"corrupt body: {type(exc).__name__}: {exc}") \
+                    from exc
+        return decode
 
     def decode(self, data: bytes) -> dict:
         writer = self.writer_of(data)

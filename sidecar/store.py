@@ -45,6 +45,10 @@ class SparseStore:
         """Fold the manifest's files not loaded yet, in order; returns the rows staged."""
         done = self.loaded()
         staged = 0
+        known = self.db.execute('SELECT "offset" FROM partition_offsets WHERE "partition" = ?',
+                                [manifest["partition"]]).fetchone()
+        if known and manifest["offset"] < known[0]:
+            return 0  # older than what is loaded: a worker that lost the partition, late
         for f in manifest["files"]:
             if f["path"] in done:
                 continue

@@ -5,6 +5,9 @@ branch or variant taken. A `position` row per journey holds where the profile is
 from __future__ import annotations
 
 COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "value")
+# The profile fields `profile_rows` reads (a snapshot decodes only these).
+SNAPSHOT_FIELDS = ("profile_id", "merged_into", "merges_done", "last_seen", "segments",
+                   "journeys")
 
 
 def sparse_rows(profile: dict) -> list[tuple]:

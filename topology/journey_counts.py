@@ -25,8 +25,17 @@ class JourneyCounts:
     def __init__(self, topology, profiles) -> None:
         self.topology = topology
         self.profiles = profiles
+        self.decode = topology.wire.profile.projection(("journeys",))
         self.counts: dict[int, Counter] = {}
         self.complete: set[int] = set()
+        self.generation: dict[int, int] = {}
+
+    def forget(self, partitions: set[int]) -> None:
+        """Revoked: counted again from scratch if they come back."""
+        for p in partitions:
+            self.counts.pop(p, None)
+            self.complete.discard(p)
+            self.generation[p] = self.generation.get(p, 0) + 1
 
     def changed(self, partition: int, before: Counter, profile: dict) -> None:
         """The profile agent wrote `profile` on `partition`; `before` were its positions."""
@@ -44,10 +53,13 @@ class JourneyCounts:
             self.complete.discard(partition)
         for partition in sorted(mine - set(self.counts)):
             counts = self.counts[partition] = Counter()
-            done = await read_partition(self.topology, self.profiles, partition,
-                                        self.topology.settings.snapshot_chunk,
-                                        lambda chunk: [counts.update(positions(p))
-                                                       for p in chunk])
+            generation = self.generation.get(partition, 0)
+            done = await read_partition(
+                self.topology, self.profiles, partition, decode=self.decode,
+                take=lambda chunk: [counts.update(positions(p)) for p in chunk],
+                valid=lambda: self.generation.get(partition, 0) == generation)
+            if self.generation.get(partition, 0) != generation:
+                continue  # revoked meanwhile (and forgotten)
             if done:
                 self.complete.add(partition)
             else:

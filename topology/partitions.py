@@ -1,15 +1,18 @@
-"""Reading whole partitions of a RocksDB table from a timer without holding up the agents: a
-RocksDB snapshot is taken between two inputs (so what is read is the table exactly as of that
-moment), then read in chunks, with the event loop (and the agents) running between them. Used by
-the full journey snapshots and the live journey counts."""
+"""Reading a partition of a RocksDB table from a timer without holding up the agents: a RocksDB
+snapshot is taken between two inputs (what is read is the table exactly as of that moment),
+then read in chunks; after each chunk the agents get at least as long as the chunk took (at
+most 50 ms), so a large read neither blocks them for long nor starves them. Used by the journey
+snapshots and the live journey counts."""
 from __future__ import annotations
 
 import asyncio
 import time
 from itertools import islice
-from typing import Callable
+from typing import Callable, Iterable
 
 from topology.faust_fixes import stores_settled
+
+MAX_YIELD = 0.05  # seconds the agents get after a chunk, at most
 
 
 def owned(topology, topic: str = "profile-inputs") -> list[int]:
@@ -19,23 +22,38 @@ def owned(topology, topic: str = "profile-inputs") -> list[int]:
                   if tp.topic == name)
 
 
-async def read_partition(topology, table, partition: int, chunk: int,
+def _values(view, keys: Iterable[bytes] | None):
+    if keys is None:
+        yield from ((k, v) for k, v in view.items() if not k.startswith(b"__faust"))
+        return
+    for key in keys:
+        try:
+            yield key, view[key]
+        except Exception:  # rocksdict raises a bare Exception for a missing key
+            continue
+
+
+async def read_partition(topology, table, partition: int, *, decode: Callable[[bytes], dict],
                          take: Callable[[list[dict]], None],
-                         paused: Callable[[float], None] = lambda s: None) -> bool:
-    """Hand the decoded values of `partition` to `take`, `chunk` at a time, as of the moment
-    of the call; `paused` gets the seconds of each stretch without an await. False when the
-    partition moved away meanwhile (the caller starts again later)."""
+                         valid: Callable[[], bool],
+                         paused: Callable[[float], None] = lambda s: None,
+                         keys: Iterable[bytes] | None = None) -> bool:
+    """Hand the decoded values of `partition` (or of its `keys` only) to `take`, a chunk of
+    `snapshot_chunk` at a time, as they were at the moment of the call; `paused` gets the
+    seconds of each stretch without an await. Between chunks, `valid()` says whether the read
+    still makes sense (the partition was not revoked meanwhile); False when it stopped."""
     started = time.perf_counter()
     view = table.data._db_for_partition(partition).snapshot()  # Faust's RocksDB store
-    decode = topology.wire.decode_profile
-    items = view.items()
+    values = _values(view, keys)
+    chunk = topology.settings.snapshot_chunk
     while True:
-        batch = list(islice(items, chunk))
-        take([decode(v) for k, v in batch if not k.startswith(b"__faust")])
-        paused(time.perf_counter() - started)
+        batch = list(islice(values, chunk))
+        take([decode(v) for _, v in batch])
+        took = time.perf_counter() - started
+        paused(took)
         if len(batch) < chunk:
             return True
-        await asyncio.sleep(0)  # the agents run here
+        await asyncio.sleep(min(took, MAX_YIELD))  # the agents run here
         started = time.perf_counter()
-        if partition not in owned(topology) or not stores_settled(topology.app):
+        if not valid() or not stores_settled(topology.app):
             return False

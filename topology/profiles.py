@@ -32,6 +32,12 @@ def register(topology) -> None:
     app.timer(topology.settings.snapshot_interval)(snapshots.tick)
     journey_counts = topology.journey_counts = JourneyCounts(topology, profiles)
     app.timer(journey_counts.interval)(journey_counts.tick)
+
+    @app.on_partitions_revoked.connect
+    def forget(sender, revoked, **kwargs) -> None:
+        mine = {tp.partition for tp in revoked if tp.topic == inputs.get_topic_name()}
+        snapshots.forget(mine)
+        journey_counts.forget(mine)
     metrics = topology.metrics
     kind_field = {"journey-transitions": "kind", "segment-changes": "change"}
 

@@ -3,11 +3,12 @@ sparse journey state of the profiles changed since the last snapshot (a periodic
 `FULL_EVERY`) to a Parquet file, and publishes a manifest (files since the last full snapshot,
 and the partition offset they reflect) to the compacted snapshots topic for the sidecar.
 
-A delta is read between two inputs of the profile agent (same event loop, no await while
-reading), so it reflects exactly the inputs before its offset. A full snapshot reads a RocksDB
-snapshot of the partition taken between two inputs, in chunks with the profile agent running in
-between: it reflects exactly the inputs before the offset at which it was taken, and what
-changes meanwhile goes to the next delta. The longest pause either causes is measured."""
+Both kinds read a RocksDB snapshot of the partition taken between two inputs of the profile
+agent (topology.partitions), in chunks with the agent running in between: a snapshot reflects
+exactly the inputs before the offset at which it was taken, and what changes meanwhile goes to
+the next delta. Only the fields the rows need are decoded. The longest stretch a snapshot holds
+up the agent is measured (`snapshot_max_pause_ms`); closing and hashing the file happen in a
+thread."""
 from __future__ import annotations
 
 import asyncio
@@ -15,14 +16,14 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from itertools import islice
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pathlib import Path
 
-from state.sparse import COLUMNS, profile_rows
+from state.sparse import COLUMNS, SNAPSHOT_FIELDS, profile_rows
 from topology.faust_fixes import stores_settled
+from topology.partitions import owned, read_partition
 
 log = logging.getLogger(__name__)
 FULL_EVERY = 10  # every tenth snapshot of a partition is a full one
@@ -41,6 +42,8 @@ class Snapshotter:
         self.next_offset: dict[int, int] = {}
         self.files: dict[int, list[dict]] = {}
         self.taken: dict[int, int] = defaultdict(int)
+        self.generation: dict[int, int] = defaultdict(int)  # grows when a partition is revoked
+        self.decode = topology.wire.profile.projection(SNAPSHOT_FIELDS)
 
     def touched(self, partition: int, offset: int, profile_id: str) -> None:
         """The profile agent applied `offset` to `profile_id` (called right after the write)."""
@@ -48,9 +51,16 @@ class Snapshotter:
         self.next_offset[partition] = offset + 1
 
     def _owned(self) -> list[int]:
-        topic = self.topology.topics["profile-inputs"].get_topic_name()
-        return sorted(tp.partition for tp in self.topology.app.assignor.assigned_actives()
-                      if tp.topic == topic)
+        return owned(self.topology)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions revoked: another worker may change them before they come back, so what
+        this worker knows of them is void, and a snapshot of them under way is abandoned; the
+        first snapshot after they come back is a full one."""
+        for p in partitions:
+            self.generation[p] += 1
+            for known in (self.files, self.dirty, self.taken, self.next_offset):
+                known.pop(p, None)
 
     async def tick(self) -> None:
         if not stores_settled(self.topology.app):
@@ -59,9 +69,10 @@ class Snapshotter:
             if partition not in self.next_offset:
                 continue  # nothing applied on this worker yet
             if partition not in self.files or self.taken[partition] % FULL_EVERY == 0:
-                entry = await self._full(partition)
+                entry = await self._write(partition, "full")
             elif self.dirty[partition]:
-                entry = self._delta(partition)
+                keys = [pid.encode() for pid in sorted(self.dirty[partition])]
+                entry = await self._write(partition, "delta", keys)
             else:
                 continue
             if entry is None:
@@ -77,46 +88,33 @@ class Snapshotter:
             self.topology.stats.counters["snapshots"] += 1
             self.topology.stats.counters["snapshot_last_at"] = time.time()
 
-    def _paused(self, started: float) -> None:
-        pause_ms = round((time.perf_counter() - started) * 1000, 1)
+    def _paused(self, seconds: float) -> None:
+        pause_ms = round(seconds * 1000, 1)
         stats = self.topology.stats.counters
         stats["snapshot_last_pause_ms"] = pause_ms
         stats["snapshot_max_pause_ms"] = max(stats["snapshot_max_pause_ms"], pause_ms)
 
-    def _delta(self, partition: int) -> dict:
-        started = time.perf_counter()
-        chosen = [p for p in map(self.profiles.get, sorted(self.dirty[partition])) if p]
-        self.dirty[partition] = set()
-        out = SnapshotFile(self.dir, partition, self.next_offset[partition], "delta")
-        out.add(chosen)
-        entry = out.close()
-        self._paused(started)
-        return entry
-
-    async def _full(self, partition: int) -> dict | None:
-        started = time.perf_counter()
-        # Faust's RocksDB store for the partition; a RocksDB snapshot is a consistent view.
-        view = self.profiles.data._db_for_partition(partition).snapshot()
+    async def _write(self, partition: int, kind: str, keys=None) -> dict | None:
+        """Write the profiles of the partition changed since the last snapshot (`keys`), or
+        all of them, as they are now; the changes from now on go to the next delta."""
         offset = self.next_offset[partition]
-        self.dirty[partition] = set()  # later changes go to the next delta
-        out = SnapshotFile(self.dir, partition, offset, "full")
-        decode = self.topology.wire.decode_profile
-        items = view.items()
-        chunk_size = self.topology.settings.snapshot_chunk
+        changed, self.dirty[partition] = self.dirty[partition], set()
+        generation = self.generation[partition]
+        out = SnapshotFile(self.dir, partition, offset, kind)
         begun = time.monotonic()
-        while True:
-            chunk = list(islice(items, chunk_size))
-            out.add([decode(v) for k, v in chunk if not k.startswith(b"__faust")])
-            self._paused(started)
-            if len(chunk) < chunk_size:
-                break
-            await asyncio.sleep(0)  # the profile agent runs here
-            started = time.perf_counter()
-            if partition not in self._owned() or not stores_settled(self.topology.app):
-                out.abandon()
-                return None
-        entry = out.close()
-        self.topology.stats.counters["snapshot_full_s"] = round(time.monotonic() - begun, 3)
+        done = await read_partition(
+            self.topology, self.profiles, partition, decode=self.decode, take=out.add,
+            paused=self._paused, keys=keys,
+            valid=lambda: self.generation[partition] == generation)
+        if not done or self.generation[partition] != generation:
+            await asyncio.to_thread(out.abandon)
+            if self.generation[partition] == generation:
+                self.dirty[partition] |= changed  # still ours: the next delta takes them
+            return None
+        entry = await asyncio.to_thread(out.close)  # closing and hashing block on the disk
+        if self.generation[partition] != generation:
+            return None  # revoked while closing: a newer owner publishes its own
+        self.topology.stats.counters[f"snapshot_{kind}_s"] = round(time.monotonic() - begun, 3)
         return entry
 
 
