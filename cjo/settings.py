@@ -37,6 +37,15 @@ def _positive(env: dict, name: str, default, kind=int):
     return value
 
 
+def _non_negative(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{name}={raw!r}: expected a whole number, 0 or more")
+    return int(raw)
+
+
 MIN_TOKEN_LENGTH = 16  # a guessable token is no protection
 
 
@@ -63,8 +72,16 @@ class Settings:
     kafka_version: str = KAFKA_VERSION
     kafka_home: Path = field(default_factory=_default_kafka_home)
     max_event_bytes: int = 64 * 1024
+    # Per-profile limits (README "Limits"; the reasons for each default are in
+    # state.profile.Limits): past them a profile records no more and counts what it left out.
+    max_attributes_per_profile: int = 1000  # distinct fields (event name, field)
+    max_event_names_per_profile: int = 100  # distinct event names besides the reserved ones
+    max_profile_text_bytes: int = 64 * 1024  # UTF-8 bytes of strings kept as latest values
+    max_journeys_per_profile: int = 50  # journey records; entering more is refused
+    max_clock_skew: float = 86_400.0  # seconds an event's time may be after its record's
     commit_interval: float = 2.8  # seconds between offset commits (Faust's default)
     session_timeout: float = 10.0  # seconds before a silent worker's partitions move
+    standby_replicas: int = 1  # workers that keep a warm copy of each table partition
     snapshot_interval: float = 60.0  # seconds between journey-state snapshots
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
     snapshot_chunk: int = 250  # profiles a snapshot reads between two yields to the agents
@@ -91,8 +108,19 @@ class Settings:
             kafka_version=env.get("CJO_KAFKA_VERSION") or defaults.kafka_version,
             kafka_home=Path(env.get("CJO_KAFKA_HOME") or defaults.kafka_home),
             max_event_bytes=_positive(env, "CJO_MAX_EVENT_BYTES", defaults.max_event_bytes),
+            max_attributes_per_profile=_positive(env, "CJO_MAX_ATTRIBUTES_PER_PROFILE",
+                                                 defaults.max_attributes_per_profile),
+            max_event_names_per_profile=_positive(env, "CJO_MAX_EVENT_NAMES_PER_PROFILE",
+                                                  defaults.max_event_names_per_profile),
+            max_profile_text_bytes=_positive(env, "CJO_MAX_PROFILE_TEXT_BYTES",
+                                             defaults.max_profile_text_bytes),
+            max_journeys_per_profile=_positive(env, "CJO_MAX_JOURNEYS_PER_PROFILE",
+                                               defaults.max_journeys_per_profile),
+            max_clock_skew=_positive(env, "CJO_MAX_CLOCK_SKEW", defaults.max_clock_skew, float),
             commit_interval=_positive(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval, float),
             session_timeout=_positive(env, "CJO_SESSION_TIMEOUT", defaults.session_timeout, float),
+            standby_replicas=_non_negative(env, "CJO_STANDBY_REPLICAS",
+                                           defaults.standby_replicas),
             snapshot_interval=_positive(env, "CJO_SNAPSHOT_INTERVAL", defaults.snapshot_interval,
                                         float),
             snapshot_dir=env.get("CJO_SNAPSHOT_DIR") or "",
@@ -118,8 +146,14 @@ class Settings:
             "CJO_KAFKA_VERSION": self.kafka_version,
             "CJO_KAFKA_HOME": str(self.kafka_home),
             "CJO_MAX_EVENT_BYTES": str(self.max_event_bytes),
+            "CJO_MAX_ATTRIBUTES_PER_PROFILE": str(self.max_attributes_per_profile),
+            "CJO_MAX_EVENT_NAMES_PER_PROFILE": str(self.max_event_names_per_profile),
+            "CJO_MAX_PROFILE_TEXT_BYTES": str(self.max_profile_text_bytes),
+            "CJO_MAX_JOURNEYS_PER_PROFILE": str(self.max_journeys_per_profile),
+            "CJO_MAX_CLOCK_SKEW": str(self.max_clock_skew),
             "CJO_COMMIT_INTERVAL": str(self.commit_interval),
             "CJO_SESSION_TIMEOUT": str(self.session_timeout),
+            "CJO_STANDBY_REPLICAS": str(self.standby_replicas),
             "CJO_SNAPSHOT_INTERVAL": str(self.snapshot_interval),
             "CJO_SNAPSHOT_DIR": self.snapshot_dir,
             "CJO_SNAPSHOT_CHUNK": str(self.snapshot_chunk),

@@ -34,7 +34,7 @@ class SparseStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS partition_offsets (\"partition\" INTEGER "
                         "PRIMARY KEY, \"offset\" BIGINT)")
         # What the snapshots' marker rows say of each profile: where it lives, the time of its
-        # last event, whether a merge touched it.
+        # last event, whether a merge (or a profile limit) makes a replay differ from it.
         self.db.execute("CREATE TABLE IF NOT EXISTS snapshot_profiles (profile_id VARCHAR, "
                         "\"partition\" INTEGER, last_seen BIGINT, merged BOOLEAN)")
 

@@ -7,14 +7,31 @@ travels through the visitor's partition after every earlier event of the visitor
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_FIELDS = 200
 MAX_STRING = 8 * 1024
+# Ids (event, visitor, user, request) become table keys, merge ids and output ids: 256
+# characters hold any UUID, email or hashed id (Mixpanel and Segment cap ids near 255).
+MAX_ID = 256
 MIN_TIME = 946_684_800_000  # 2000-01-01: older event times are clock errors
-MAX_AHEAD = 86_400_000  # event time may be at most one day after the record's timestamp
+# Clock skew: an event's time may be at most one day after its record's timestamp
+# (CJO_MAX_CLOCK_SKEW). A day lets through a client that sends local time as UTC (up to 14 h
+# off) and a device clock a few hours wrong, and stops clocks that are plainly broken. The
+# record timestamp is the producer's (CreateTime); the broker itself refuses records stamped
+# more than an hour after its own clock (Kafka 4's message.timestamp.after.max.ms), so an
+# event is accepted up to about 25 hours ahead of the broker's clock. Events in the past are
+# accepted back to MIN_TIME: a late event counts, and is judged at its own time (README).
+MAX_AHEAD = 86_400_000
+# Every reason code check_size and check_event give (the dead-letter topic's reason_code;
+# the worker adds "undecodable" and "processing_error").
+REASON_CODES = ("empty", "oversized", "missing_key", "bad_key", "missing_event_id",
+                "id_too_long", "bad_name", "reserved_name", "missing_id", "bad_identify",
+                "wrong_key", "time_too_old", "time_in_future", "too_many_fields", "bad_field",
+                "value_too_long", "bad_value")
 NAME = re.compile(r"(__)?[A-Za-z0-9][A-Za-z0-9_:-]{0,63}")  # used with fullmatch
 RESERVED = {"identify", "attribute", "__metadata", "__wakeup"}
 IDENTIFY = "identify"
@@ -35,8 +52,10 @@ def check_size(value: bytes | None, limit: int = MAX_EVENT_BYTES) -> Rejection |
     return None
 
 
-def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Rejection | None:
-    """Rules on a decoded event; None when it may be processed."""
+def check_event(key: bytes | None, event: dict, record_timestamp: int,
+                max_ahead: int = MAX_AHEAD) -> Rejection | None:
+    """Rules on a decoded event; None when it may be processed. `max_ahead` (ms) is how far
+    the event's time may be after the record's timestamp (the allowed clock skew)."""
     if key is None:
         return Rejection("missing_key", "the record has no key (expected the visitor or user id)")
     try:
@@ -45,6 +64,11 @@ def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Reject
         return Rejection("bad_key", "the key is not UTF-8")
     if not event["event_id"]:
         return Rejection("missing_event_id", "event_id is empty")
+    for id_field in ("event_id", "visitor_id", "user_id", "request_id"):
+        value = event[id_field]
+        if value is not None and len(value) > MAX_ID:
+            return Rejection("id_too_long",
+                             f"{id_field} is {len(value)} characters, at most {MAX_ID}")
     name = event["name"]
     if not NAME.fullmatch(name):
         return Rejection("bad_name", f"event name {name[:80]!r} is not 1-64 letters, digits, _ : -")
@@ -67,10 +91,11 @@ def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Reject
     t = event["time"]
     if t < MIN_TIME:
         return Rejection("time_too_old", f"event time {t} is before 2000-01-01")
-    if t > record_timestamp + MAX_AHEAD:
+    if t > record_timestamp + max_ahead:
         return Rejection(
             "time_in_future",
-            f"event time {t} is more than a day after the record's timestamp {record_timestamp}",
+            f"event time {t} is more than {max_ahead} ms (the allowed clock skew) after the "
+            f"record's timestamp {record_timestamp}",
         )
     values = event["values"]
     if len(values) > MAX_FIELDS:
@@ -80,8 +105,8 @@ def check_event(key: bytes | None, event: dict, record_timestamp: int) -> Reject
             return Rejection("bad_field", f"field name {field[:80]!r} is not 1-64 letters, digits, _ : -")
         if isinstance(value, str) and len(value) > MAX_STRING:
             return Rejection("value_too_long", f"field {field!r} is {len(value)} characters, at most {MAX_STRING}")
-        if isinstance(value, float) and value != value:
-            return Rejection("bad_value", f"field {field!r} is NaN")
+        if isinstance(value, float) and not math.isfinite(value):
+            return Rejection("bad_value", f"field {field!r} is {value}, not a finite number")
     return None
 
 

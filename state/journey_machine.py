@@ -10,6 +10,11 @@ A profile's journeys live in `profile["journeys"]`, one entry per journey id:
     branches {version: {step id: branch id}}
 `seq` grows whenever the profile enters a step; a wake-up carries the seq it was set for, so a
 stale or duplicate wake-up finds another seq and does nothing.
+
+Limits (docs/journeys.md rule 15): a profile holds at most `limits.max_journeys` journey
+records; entering a journey it has no record of beyond that is refused (and counted in the
+profile's `limited` counters). A record keeps the sparse state of its newest
+`limits.max_journey_versions` versions.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from datetime import datetime, timezone
 from state.conditions import EvalContext, evaluate
 from state.durations import DAY
 from state.judging import ACTIVATIONS, Output
+from state.profile import LIMITS, Limits, note_limited
 from state.splits import pick
 from state.journeys import Journey, Stage, Step
 
@@ -37,6 +43,7 @@ class Move:
     outputs: list[Output] = field(default_factory=list)
     left_now: set = field(default_factory=set)  # journeys left by this input: no re-entry now
     jumps: list = field(default_factory=list)  # journeys to enter after a jump step
+    limits: Limits = LIMITS
 
 
 def new_state() -> dict:
@@ -47,13 +54,14 @@ def new_state() -> dict:
 
 def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict[str, Journey],
             event: dict | None, segments, now: int, source: str, caused_by: str,
-            wakeup: tuple[str, int] | None = None, enter: bool = False) -> list[Output]:
+            wakeup: tuple[str, int] | None = None, enter: bool = False,
+            limits: Limits = LIMITS) -> list[Output]:
     """Move every journey of the profile on this input. `versions` holds every known version
     of each journey (a profile stays on the version it entered with), `latest` the newest.
     Without an event, a profile enters a journey only when `enter` (a batch audience's
     verdict; never a wake-up)."""
     ctx = EvalContext(profile=profile, event=event, now=now, segments=frozenset(segments))
-    move = Move(profile, ctx, now, source, caused_by)
+    move = Move(profile, ctx, now, source, caused_by, limits=limits)
     states = profile.setdefault("journeys", {})
     if wakeup is not None:
         # A wake-up concerns its own journey only, and only the wait it was set for: a stale
@@ -119,15 +127,34 @@ def _maybe_enter(move: Move, journey: Journey, versions, entry_checked: bool) ->
     if not entry_checked and not evaluate(journey.entry, move.ctx):
         return
     if state is None:
+        if len(states) >= move.limits.max_journeys:
+            # A journey record is the profile's re-entry history and funnel rows, so none is
+            # evicted to make room: the entry is refused, and counted (rule 15).
+            note_limited(move.profile, "journeys")
+            return
         state = states[journey.id] = new_state()
     state.update(version=journey.version, status="active", stage=None, step=None, due=None,
                  entered_at=move.now, left_at=None)
+    _keep_versions(move, state)
     state["runs"] += 1
     _mark(state, "journey", move.now)
     _emit(move, journey, state, "entered_journey", None, journey.id)
     start = _start_stage(move, journey)
     if start is not None:
         _enter_stage(move, journey, state, start)
+
+
+def _keep_versions(move: Move, state: dict) -> None:
+    """Keep the sparse state (and branches) of the newest max_journey_versions versions the
+    profile ran, the one it enters now included; older versions' are dropped and counted."""
+    current = state["version"]
+    ran = {int(v) for v in state["sparse"]} | {int(v) for v in state["branches"]} | {current}
+    kept = set(sorted(ran, reverse=True)[:max(1, move.limits.max_journey_versions)]) | {current}
+    dropped = ran - kept
+    for version in dropped:
+        state["sparse"].pop(str(version), None)
+        state["branches"].pop(str(version), None)
+    note_limited(move.profile, "journey_versions", len(dropped))
 
 
 def _start_stage(move: Move, journey: Journey) -> Stage | None:

@@ -23,6 +23,12 @@ The rules that make the promises hold:
   events. It names the step entry (`seq`) it was set for: a stale or repeated wake-up changes
   nothing (and, like any repeated input, resends the outbox). `waits(profile)` is what the
   due-time index must hold for the profile after each step.
+- **Bounded.** `limits` (state.profile.Limits, README "Limits") bounds what a profile holds:
+  inputs held behind merge barriers (past `max_buffered_bytes` the barriers are lifted: the
+  held inputs and this one are applied now, and each merge is folded in when it arrives, as a
+  merge that arrives before its barrier is), the outbox (past `max_outbox_bytes` its oldest
+  entries, sent long since, are dropped) and the merge ids remembered. Each is counted in the
+  profile's `limited` counters.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from state.definitions import DefinitionSet
 from state.journey_machine import advance
 from state.judging import (Output, fire_deliveries, judge_segments, leave_all_segments,
                            set_membership)
-from state.profile import fold_visitor, new_profile, record_event
+from state.profile import LIMITS, Limits, fold_visitor, new_profile, note_limited, record_event
 
 PROFILE_INPUTS = "profile-inputs"
 STATS = ("first_seen", "last_seen", "counts", "hourly", "daily", "last_time", "last",
@@ -55,7 +61,7 @@ def source_of(record: dict) -> str:
 
 
 def step(profile: dict | None, record: dict, offset: int, committed: int | None,
-         defs: DefinitionSet, wire: Wire) -> tuple[dict, list[dict]]:
+         defs: DefinitionSet, wire: Wire, limits: Limits = LIMITS) -> tuple[dict, list[dict]]:
     """Apply `record` (read at `offset` of its profile-inputs partition; `committed` is that
     partition's committed offset) and return the new profile and the records to send, each
     {"topic", "key", "value": bytes}. The profile must be written back in every case."""
@@ -73,25 +79,43 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
     elif kind not in ("merge_in", "wakeup"):  # these two are not positions of an input topic
         profile["positions"][str(record["source_partition"])] = record["source_offset"]
     if kind == "wakeup":
-        _wake(profile, record, offset, defs, wire, sends)
+        _wake(profile, record, offset, defs, wire, sends, limits)
     elif kind == "merge_in":
-        _merge_in(profile, record, offset, defs, wire, sends)
+        _merge_in(profile, record, offset, defs, wire, sends, limits)
     elif kind == "merge_out":
-        _merge_out(profile, record, offset, wire, sends)
+        _merge_out(profile, record, offset, wire, sends, limits)
     elif profile["merged_into"]:
         # Routing sends nothing here after a merge; should a stray input come, it belongs to
         # the member.
         forwarded = {**record, "profile_id": profile["merged_into"]}
         _emit(profile, source_of(record), offset, [Output(PROFILE_INPUTS,
-              profile["merged_into"], forwarded)], wire, sends)
+              profile["merged_into"], forwarded)], wire, sends, limits)
     elif kind == "identify" and record["merge_id"] not in profile["merges_done"]:
         profile["pending_merges"].append(record["merge_id"])
-        profile["buffered"].append(wire.encode_input(record))
+        _hold(profile, record, offset, defs, wire, sends, limits)
     elif profile["pending_merges"]:
-        profile["buffered"].append(wire.encode_input(record))
+        _hold(profile, record, offset, defs, wire, sends, limits)
     else:
-        _apply(profile, record, offset, defs, wire, sends)
+        _apply(profile, record, offset, defs, wire, sends, limits)
     return profile, sends
+
+
+def _hold(profile, record, offset, defs, wire, sends, limits) -> None:
+    """Keep an input behind the merge barrier; when the held inputs would pass
+    `max_buffered_bytes`, lift every barrier instead: the held inputs and this one are applied
+    now, in order, and each merge is folded in when its hand-over arrives (like a hand-over
+    that comes before its barrier). Nothing waits without bound, and nothing is dropped."""
+    data = wire.encode_input(record)
+    held = profile["buffered"]
+    if sum(map(len, held)) + len(data) <= limits.max_buffered_bytes:
+        held.append(data)
+        return
+    note_limited(profile, "merge_waits", len(profile["pending_merges"]))
+    profile["pending_merges"] = []
+    waiting, profile["buffered"] = held, []
+    for data in waiting:
+        _apply(profile, wire.decode_input(data), offset, defs, wire, sends, limits)
+    _apply(profile, record, offset, defs, wire, sends, limits)
 
 
 def _already_applied(profile: dict, record: dict) -> bool:
@@ -111,14 +135,14 @@ def _audience_position(record: dict) -> str:
     return f"audience:{record['audience']}"
 
 
-def _apply(profile, record, offset, defs, wire, sends) -> None:
+def _apply(profile, record, offset, defs, wire, sends, limits) -> None:
     if record["kind"] == "audience":
-        _apply_audience(profile, record, offset, defs, wire, sends)
+        _apply_audience(profile, record, offset, defs, wire, sends, limits)
     else:
-        _apply_event(profile, record, offset, defs, wire, sends)
+        _apply_event(profile, record, offset, defs, wire, sends, limits)
 
 
-def _apply_audience(profile, record, offset, defs, wire, sends) -> None:
+def _apply_audience(profile, record, offset, defs, wire, sends, limits) -> None:
     """The sidecar's verdict on a batch audience: membership changes (an output when it does),
     and the profile's journeys move as on an event, which lets a journey use the audience as
     entry criteria. Other segments are judged again on the profile's next event."""
@@ -126,27 +150,29 @@ def _apply_audience(profile, record, offset, defs, wire, sends) -> None:
     now = record["time"]
     outputs = set_membership(profile, record["audience"], record["member"], now, source)
     outputs += advance(profile, defs.journey_versions, _latest(defs), None,
-                       set(profile["segments"]), now, source, source, enter=True)
-    _emit(profile, source, offset, outputs, wire, sends)
+                       set(profile["segments"]), now, source, source, enter=True,
+                       limits=limits)
+    _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
-def _apply_event(profile, record, offset, defs, wire, sends) -> None:
+def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     event = wire.decode_event(record["event"])
-    record_event(profile, event)
+    record_event(profile, event, limits)
     source = source_of(record)
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"])
     outputs += fire_deliveries(profile, event, members, defs, source)
     outputs += advance(profile, defs.journey_versions, _latest(defs), event, members,
-                       event["time"], source, event["event_id"])
-    _emit(profile, source, offset, outputs, wire, sends)
+                       event["time"], source, event["event_id"], limits=limits)
+    _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
-def _wake(profile, record, offset, defs, wire, sends) -> None:
+def _wake(profile, record, offset, defs, wire, sends, limits) -> None:
     journey, seq, due = record["journey"], record["seq"], record["due"]
     source = f"wakeup:{profile['profile_id']}:{journey}:{seq}"  # unique across profiles
     outputs = advance(profile, defs.journey_versions, _latest(defs), None,
-                      set(profile["segments"]), due, source, source, wakeup=(journey, seq))
-    _emit(profile, source, offset, outputs, wire, sends)
+                      set(profile["segments"]), due, source, source, wakeup=(journey, seq),
+                      limits=limits)
+    _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
 def _latest(defs: DefinitionSet) -> dict:
@@ -159,7 +185,7 @@ def waits(profile: dict) -> set[tuple[str, int, int]]:
             if s["status"] == "active" and s["due"] is not None}
 
 
-def _merge_out(profile, record, offset, wire, sends) -> None:
+def _merge_out(profile, record, offset, wire, sends, limits) -> None:
     """The visitor hands its history to the member and becomes a pointer to it."""
     merge_id = record["merge_id"]
     member = record["member_id"]
@@ -177,21 +203,29 @@ def _merge_out(profile, record, offset, wire, sends) -> None:
     fresh = new_profile(profile["profile_id"])
     for key in STATS:
         profile[key] = fresh[key]
+    profile["limited"] = {}  # the counters went with the state: the member adds them up
     profile["merged_into"] = member
-    _emit(profile, source_of(record), offset, outputs, wire, sends)
+    _emit(profile, source_of(record), offset, outputs, wire, sends, limits)
 
 
-def _merge_in(profile, record, offset, defs, wire, sends) -> None:
+def _merge_in(profile, record, offset, defs, wire, sends, limits) -> None:
     merge_id = record["merge_id"]
     if record["state"] is not None:
-        fold_visitor(profile, wire.decode_profile(record["state"]))
-    profile["merges_done"].append(merge_id)
+        fold_visitor(profile, wire.decode_profile(record["state"]), limits)
+    done = profile["merges_done"]
+    done.append(merge_id)
+    # A merge's duplicate (a redelivered hand-over or barrier) comes within a commit interval;
+    # the ids of merges long done need not be kept for ever.
+    if len(done) > limits.max_merges_remembered:
+        forgotten = len(done) - limits.max_merges_remembered
+        del done[:forgotten]
+        note_limited(profile, "merges", forgotten)
     if merge_id in profile["pending_merges"]:
         profile["pending_merges"].remove(merge_id)
     outputs = []
     if profile["last_seen"] is not None:
         _, outputs = judge_segments(profile, defs, profile["last_seen"], merge_id, merge_id)
-    _emit(profile, merge_id, offset, outputs, wire, sends)
+    _emit(profile, merge_id, offset, outputs, wire, sends, limits)
     if profile["pending_merges"]:
         return
     waiting, profile["buffered"] = profile["buffered"], []
@@ -203,13 +237,27 @@ def _merge_in(profile, record, offset, defs, wire, sends) -> None:
         if profile["pending_merges"]:
             profile["buffered"].append(data)
         else:
-            _apply(profile, held, offset, defs, wire, sends)
+            _apply(profile, held, offset, defs, wire, sends, limits)
 
 
-def _emit(profile, source, offset, outputs: list[Output], wire, sends) -> None:
+def _emit(profile, source, offset, outputs: list[Output], wire, sends, limits) -> None:
     if not outputs:
         return
     records = [{"topic": o.topic, "key": o.key, "value": wire.encode_output(o.topic, o.record)}
                for o in outputs]
-    profile["outbox"].append({"source": source, "offset": offset, "records": records})
+    outbox = profile["outbox"]
+    outbox.append({"source": source, "offset": offset, "records": records})
     sends.extend(records)
+    if len(outbox) > 1:
+        # The outbox only matters if the worker dies before the broker has acknowledged the
+        # sends of an uncommitted input; the oldest entries were sent longest ago, so past
+        # max_outbox_bytes they go first (the newest entry always stays).
+        size = sum(map(_entry_bytes, outbox))
+        while size > limits.max_outbox_bytes and len(outbox) > 1:
+            size -= _entry_bytes(outbox.pop(0))
+            note_limited(profile, "outbox")
+
+
+def _entry_bytes(entry: dict) -> int:
+    return len(entry["source"]) + sum(len(r["topic"]) + len(r["key"]) + len(r["value"])
+                                      for r in entry["records"])

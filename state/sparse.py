@@ -7,7 +7,7 @@ from __future__ import annotations
 COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "value")
 # The profile fields `profile_rows` reads (a snapshot decodes only these).
 SNAPSHOT_FIELDS = ("profile_id", "merged_into", "merges_done", "last_seen", "segments",
-                   "journeys")
+                   "journeys", "limited")
 
 
 def sparse_rows(profile: dict) -> list[tuple]:
@@ -31,10 +31,16 @@ def sparse_rows(profile: dict) -> list[tuple]:
 def profile_rows(profile: dict) -> list[tuple]:
     """Everything a snapshot holds of a profile: a marker row (key `profile`: whoever reads the
     snapshot replaces what it knew of the profile; `first` is its last event time, `value` is
-    `merged` when a merge touched it), a row per segment it is in (key `segment:<id>`, no
+    `merged` when a merge touched it, `limited` when a profile limit kept something out), a row per segment it is in (key `segment:<id>`, no
     journey), and its sparse journey rows."""
     pid = profile["profile_id"]
-    merged = "merged" if profile["merges_done"] or profile["merged_into"] else None
-    rows = [(pid, None, None, "profile", profile["last_seen"], None, merged)]
+    # No replay of the archived events reproduces these exactly: the sidecar's recount skips them.
+    if profile["merges_done"] or profile["merged_into"]:
+        caveat = "merged"
+    elif any(profile.get("limited", {}).values()):
+        caveat = "limited"  # a profile limit kept something out (state.profile.Limits)
+    else:
+        caveat = None
+    rows = [(pid, None, None, "profile", profile["last_seen"], None, caveat)]
     rows += [(pid, None, None, f"segment:{s}", None, None, None) for s in profile["segments"]]
     return rows + sparse_rows(profile)

@@ -94,6 +94,9 @@ def create_app(settings: Settings) -> Topology:
         broker_commit_interval=settings.commit_interval,
         # A worker killed without leaving the group holds its partitions this long.
         broker_session_timeout=settings.session_timeout,
+        # Another worker keeps a warm copy of each table partition: a takeover after a crash
+        # replays only the changelog's tail instead of the whole partition.
+        table_standby_replicas=settings.standby_replicas,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_port=settings.web_port,
         web_bind=settings.web_bind,

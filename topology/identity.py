@@ -11,6 +11,7 @@ import logging
 
 from schemas.codec import CodecError
 from state.events import IDENTIFY, canonical_id, check_event, check_size
+from state.profile import Limits
 from topology.faust_fixes import fail_stop
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def register(topology) -> None:
     dead = topology.dead_letters
     aliases = topology.table("aliases", "alias")
     encode_input = wire.encode_input
+    max_ahead = Limits.from_settings(topology.settings).max_clock_skew_ms
 
     async def forward(kind, profile_id, message, **extra):
         record = {"kind": kind, "profile_id": profile_id,
@@ -56,7 +58,8 @@ def register(topology) -> None:
             except CodecError as exc:
                 await dead.send(message, "undecodable", exc.problem)
                 return
-            rejected = check_event(message.key, record, int(message.timestamp * 1000))
+            rejected = check_event(message.key, record, int(message.timestamp * 1000),
+                                   max_ahead=max_ahead)
         if rejected is not None:
             await dead.send(message, rejected.code, rejected.reason)
             return

@@ -8,6 +8,7 @@ import time
 
 from schemas.codec import CodecError
 from state.processing import step, waits
+from state.profile import Limits
 from topology.journey_counts import JourneyCounts, positions
 from topology.snapshots import Snapshotter
 from topology.wakeups import WakeupTimer, index_key, sync_index
@@ -26,6 +27,7 @@ def register(topology) -> None:
     profiles = topology.table("profiles", "profile")
     index = topology.table("wakeups", "wakeup")
     clock = topology.clock
+    limits = Limits.from_settings(topology.settings)
     timer = WakeupTimer(topology, index, clock)
     app.timer(timer.interval)(timer.tick)
     snapshots = Snapshotter(topology, profiles)
@@ -67,7 +69,7 @@ def register(topology) -> None:
                 before = waits(current) if current else set()
                 was = positions(current)
                 profile, sends = step(current, record, message.offset,
-                                      committed(message.tp), definitions.current, wire)
+                                      committed(message.tp), definitions.current, wire, limits)
             except CodecError as exc:
                 await dead.send(message, "undecodable", exc.problem)
                 continue

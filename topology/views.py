@@ -31,7 +31,7 @@ from topology.partitions import owned
 log = logging.getLogger(__name__)
 # Profile fields an operator reads; the rest is the agent's bookkeeping (positions, outbox...).
 PROFILE_FIELDS = ("profile_id", "first_seen", "last_seen", "counts", "last_time", "last",
-                  "aggregates", "request", "segments", "deliveries")
+                  "aggregates", "request", "segments", "deliveries", "limited")
 
 
 def profile_view(profile: dict) -> dict:

@@ -1,0 +1,892 @@
+"""Benchmark of the whole pipeline against a raw aiokafka baseline (issue 8, part 1).
+
+Everything runs on a Kafka broker of its own (deploy/broker.py), started on free ports with its
+data in a temporary directory and stopped at the end, also on errors. Steps:
+
+  setup     the benchmark definitions (DEFINITIONS below: 20 segments, 3 deliveries, 5 journeys
+            of 4 stages; counts, windows, sums, attributes, segment references) are validated
+            with load_definitions and applied with apply_definitions. `--events` N events of
+            the demo's workload (cjo.workload.Workload) are Avro-encoded with the real codec and
+            produced once, keyed as producers must, to the app's events topic. The workload is
+            made of shards of ~1,000 profiles (the generator's cost grows with the square of its
+            population), renamed apart and interleaved ten shards at a time, sized to reach
+            about `--profiles` P profiles.
+  baseline  a child process runs a plain aiokafka loop: consume the events topic from the
+            beginning, Avro-decode each event, Avro-encode the ProfileInput the identity step
+            would make of it, produce it keyed by profile id to an output topic (acks=all), one
+            batch at a time. The child reports its own CPU time (getrusage), its wall time from
+            the first batch to the last acknowledgement, and its peak RSS.
+  ours      a real `cjo worker` (cjo.processes.WorkerProcess) on the same app and topic, from an
+            empty state. Today it does ~500 events/s, so it processes only the last
+            `--worker-events` W of the N events: its consumer group's offsets are committed
+            past the others before it starts. CPU (/proc/<pid>/stat) and wall time run from the
+            first event its identity step counted to the last input its profile agent applied
+            (its /stats/ view, sampled), and it must then be caught up (wait_until_caught_up
+            over events and profile-inputs, as the demo checks). Peak RSS is VmHWM.
+  latency   the same worker, caught up, gets the next events of the workload at half of its
+            measured rate for `--latency-seconds`. Latency of an event = timestamp of its first
+            output record on journey-transitions or segment-changes (paired by caused_by =
+            event_id) minus the input record's CreateTime; p50 and p99 are printed.
+  restore   (--restore) the worker is stopped, its RocksDB directory deleted and the worker
+            started again: the time until its /ready probe answers (tables recovered) gives
+            records/s over the records of the profiles changelog (the aliases and wake-ups
+            changelogs are restored too); it must then be caught up, a probe event having gone
+            through. A restart with the directory intact is timed too: its startup alone.
+
+The worker's /stats/ view needs a bearer token: the run makes a read token of its own.
+
+The clock of the worker is stopped at the workload's start (as in the tests), so journey waits
+never fall due: every input is an event or a merge step and the counts stay exact.
+
+Run from the repository root (prints figures; it is not a test):
+
+    python -m bench.pipeline                                   # N=100,000, W=20,000, P=100,000
+    python -m bench.pipeline --events 20000 --worker-events 5000 --profiles 5000 --restore
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from cjo.clock import Clock
+from cjo.kafka_io import produce, read_to_end, wait_until_caught_up
+from cjo.processes import WorkerProcess
+from cjo.settings import Settings
+from cjo.web_client import WebError, call, get_json
+from cjo.workload import Workload
+from deploy.broker import BrokerError, LocalBroker
+from schemas.codec import AvroCodec
+from state.definitions import load_definitions
+from topology import topics
+from topology.definitions import apply_definitions
+
+DEFINITIONS = """
+segments:
+  # Attributes (latest value of `attribute` events).
+  - {id: tokyo, condition: {attribute.pref_cd: {eq: 13}}}
+  - {id: osaka, condition: {attribute.pref_cd: {eq: 27}}}
+  - {id: kanto, condition: {attribute.pref_cd: {in: [8, 9, 10, 11, 12, 13, 14]}}}
+  - {id: premium, condition: {attribute.plan: {eq: premium}}}
+  - {id: free_plan, condition: {attribute.plan: {eq: free}}}
+  # Counts, sums and maxima over the whole history.
+  - {id: buyers, condition: {count.purchase: {gte: 1}}}
+  - {id: repeat_buyers, condition: {count.purchase: {gte: 3}}}
+  - {id: big_spenders, condition: {sum.purchase.amount: {gte: 50000}}}
+  - {id: big_baskets, condition: {max.purchase.items: {gte: 4}}}
+  - {id: high_value_cart, condition: {sum.add_to_cart.price: {gte: 30000}}}
+  - {id: members, condition: {count.identify: {gte: 1}}}
+  # Windows.
+  - {id: active_today, condition: {count.view: {gte: 5, within: 1d}}}
+  - {id: active_week, condition: {count.*: {gte: 10, within: 7d}}}
+  - id: cart_abandoners
+    condition:
+      all:
+        - {count.add_to_cart: {gte: 1}}
+        - {since.add_to_cart: {lt: 2d}}
+        - not: {segment: buyers}
+  - id: lapsed_buyers
+    condition: {all: [{segment: buyers}, {since.purchase: {gt: 7d}}]}
+  # Latest values of event fields.
+  - {id: searchers, condition: {last.view.path: {eq: /search}}}
+  - {id: banner_clickers, condition: {last.click.target: {eq: banner}}}
+  - {id: campaign_visitors, condition: {last.__metadata.path: {eq: /campaign/spring}}}
+  # Segment references.
+  - {id: tokyo_buyers, condition: {all: [{segment: tokyo}, {segment: buyers}]}}
+  - id: vip
+    condition:
+      any:
+        - {segment: big_spenders}
+        - all: [{segment: premium}, {segment: repeat_buyers}]
+deliveries:
+  - id: search_banner
+    segment: tokyo
+    trigger: {all: [{event.name: {eq: view}}, {request.path: {eq: /search}}]}
+    limits: {total: 3, per_day: 1}
+    variants:
+      - {id: spring, weight: 50, payload: {banner: spring-sale}}
+      - {id: summer, weight: 50, payload: {banner: summer-sale}}
+  - id: cart_reminder
+    segment: cart_abandoners
+    trigger: {event.name: {eq: view}}
+    limits: {total: 2}
+    variants:
+      - {id: coupon, weight: 30, payload: {coupon: CART10}}
+      - {id: plain, weight: 70, payload: {message: "Your cart is waiting"}}
+  - id: welcome_member
+    segment: members
+    trigger: {event.name: {eq: identify}}
+    limits: {total: 1}
+journeys:
+  - id: onboarding
+    description: New members, from the first login to the fourth purchase.
+    entry: {event.name: {eq: identify}}
+    reentry: none
+    goal: {count.purchase: {gte: 4}}
+    stages:
+      - id: welcome
+        steps:
+          - {id: hello, kind: activation, destination: email, payload: {template: welcome}, next: wait_visit}
+          - {id: wait_visit, kind: wait, condition: {event.name: {eq: view}}, timeout: 1d, next: check, on_timeout: nudge}
+          - {id: nudge, kind: activation, destination: push, payload: {template: come-back}, next: check}
+          - id: check
+            kind: decision
+            branches: [{id: active, condition: {segment: active_today}, next: offer}]
+            else: later
+          - id: offer
+            kind: ab_test
+            variants: [{id: coupon, weight: 50, next: join}, {id: content, weight: 50, next: join}]
+          - {id: join, kind: merge, next: wait_offer}
+          - {id: wait_offer, kind: wait, duration: 2h, next: to_browsing}
+          - {id: later, kind: wait, duration: 1d, next: to_browsing}
+          - {id: to_browsing, kind: jump, stage: browsing}
+      - id: browsing
+        entry: {count.view: {gte: 8}}
+        milestone: {any: [{count.add_to_cart: {gte: 1}}, {count.purchase: {gte: 1}}]}
+        steps:
+          - {id: picks, kind: activation, destination: email, payload: {template: picks}, next: browse_wait}
+          - {id: browse_wait, kind: wait, duration: 7d, next: browse_end}
+          - {id: browse_end, kind: end}
+      - id: cart
+        milestone: {count.purchase: {gte: 2}}
+        steps:
+          - {id: cart_wait, kind: wait, duration: 4h, next: cart_remind}
+          - {id: cart_remind, kind: activation, destination: push, payload: {template: cart}, next: cart_hold}
+          - {id: cart_hold, kind: wait, duration: 3d, next: cart_end}
+          - {id: cart_end, kind: end}
+      - id: loyal
+        steps:
+          - {id: thanks, kind: activation, destination: email, payload: {template: thanks}, next: loyal_wait}
+          - {id: loyal_wait, kind: wait, duration: 30d, next: loyal_end}
+          - {id: loyal_end, kind: end}
+  - id: cart_recovery
+    description: Profiles who left something in the cart, until they buy.
+    entry: {segment: cart_abandoners}
+    reentry: unless_goal
+    cooldown: 7d
+    goal: {segment: buyers}
+    exits: [{since.add_to_cart: {gt: 30d}}]
+    stages:
+      - id: abandoned
+        steps:
+          - {id: grace, kind: wait, duration: 1h, next: first_reminder}
+          - {id: first_reminder, kind: activation, destination: push, payload: {template: cart}, next: after_first}
+          - {id: after_first, kind: wait, condition: {event.name: {eq: view}}, timeout: 1d, next: to_returned, on_timeout: to_reminded}
+          - {id: to_returned, kind: jump, stage: returned}
+          - {id: to_reminded, kind: jump, stage: reminded}
+      - id: reminded
+        exits: [{segment: lapsed_buyers}]
+        steps:
+          - id: pick_channel
+            kind: decision
+            branches: [{id: member, condition: {segment: members}, next: mail}]
+            else: second_push
+          - {id: mail, kind: activation, destination: email, payload: {template: cart-2}, next: reminded_wait}
+          - {id: second_push, kind: activation, destination: push, payload: {template: cart-2}, next: reminded_wait}
+          - {id: reminded_wait, kind: wait, duration: 2d, next: reminded_end}
+          - {id: reminded_end, kind: end}
+      - id: returned
+        entry: {last.view.path: {eq: /cart}}
+        milestone: {sum.add_to_cart.price: {gte: 20000}}
+        steps:
+          - {id: returned_wait, kind: wait, duration: 6h, next: returned_offer}
+          - {id: returned_offer, kind: activation, destination: onsite, payload: {banner: free-shipping}, next: returned_end}
+          - {id: returned_end, kind: end}
+      - id: checkout
+        entry: {segment: high_value_cart}
+        steps:
+          - {id: coupon, kind: activation, destination: email, payload: {coupon: CART5}, next: checkout_wait}
+          - {id: checkout_wait, kind: wait, duration: 1d, next: checkout_end}
+          - {id: checkout_end, kind: end}
+  - id: upsell
+    description: Free-plan buyers, until they go premium.
+    entry: {all: [{segment: buyers}, {segment: free_plan}]}
+    reentry: unless_goal
+    cooldown: 14d
+    goal: {segment: premium}
+    exits: [{segment: lapsed_buyers}]
+    stages:
+      - id: eligible
+        steps:
+          - {id: eligible_wait, kind: wait, duration: 1d, next: eligible_mail}
+          - {id: eligible_mail, kind: activation, destination: email, payload: {template: plans}, next: eligible_hold}
+          - {id: eligible_hold, kind: wait, duration: 7d, next: eligible_end}
+          - {id: eligible_end, kind: end}
+      - id: offered
+        entry: {count.purchase: {gte: 2}}
+        milestone: {count.click: {gte: 3}}
+        steps:
+          - id: offer_split
+            kind: ab_test
+            variants: [{id: discount, weight: 30, next: offer_discount}, {id: trial, weight: 70, next: offer_trial}]
+          - {id: offer_discount, kind: activation, destination: email, payload: {offer: 20-off}, next: offer_wait}
+          - {id: offer_trial, kind: activation, destination: email, payload: {offer: trial}, next: offer_wait}
+          - {id: offer_wait, kind: wait, duration: 3d, next: offer_end}
+          - {id: offer_end, kind: end}
+      - id: engaged
+        entry: {count.click: {gte: 5}}
+        steps:
+          - {id: engaged_wait, kind: wait, days: [sat, sun], next: engaged_push}
+          - {id: engaged_push, kind: activation, destination: push, payload: {template: weekend}, next: engaged_end}
+          - {id: engaged_end, kind: end}
+      - id: committed
+        entry: {segment: big_spenders}
+        steps:
+          - {id: call, kind: activation, destination: crm, payload: {task: call}, next: committed_wait}
+          - {id: committed_wait, kind: wait, duration: 14d, next: committed_end}
+          - {id: committed_end, kind: end}
+  - id: reactivation
+    description: Buyers who have not bought for a week.
+    entry: {segment: lapsed_buyers}
+    reentry: always
+    cooldown: 30d
+    goal: {count.purchase: {gte: 1, within: 7d}}
+    stages:
+      - id: lapsed
+        steps:
+          - {id: miss_you, kind: activation, destination: email, payload: {template: miss-you}, next: lapsed_wait}
+          - {id: lapsed_wait, kind: wait, duration: 3d, next: lapsed_end}
+          - {id: lapsed_end, kind: end}
+      - id: contacted
+        entry: {count.click: {gte: 1, within: 1d}}
+        steps:
+          - {id: contacted_wait, kind: wait, duration: 2h, next: contacted_push}
+          - {id: contacted_push, kind: activation, destination: push, payload: {template: new-items}, next: contacted_end}
+          - {id: contacted_end, kind: end}
+      - id: visited
+        entry: {count.view: {gte: 1, within: 1d}}
+        milestone: {count.add_to_cart: {gte: 1, within: 1d}}
+        steps:
+          - {id: visited_wait, kind: wait, duration: 1d, next: visited_end}
+          - {id: visited_end, kind: end}
+      - id: active
+        entry: {segment: active_today}
+        steps:
+          - {id: active_thanks, kind: activation, destination: onsite, payload: {banner: welcome-back}, next: active_wait}
+          - {id: active_wait, kind: wait, duration: 7d, next: active_end}
+          - {id: active_end, kind: end}
+  - id: tokyo_campaign
+    description: The spring campaign for Tokyo visitors.
+    entry: {all: [{segment: tokyo}, {event.name: {eq: view}}]}
+    reentry: none
+    goal: {segment: repeat_buyers}
+    exits: [{attribute.pref_cd: {ne: 13}}]
+    stages:
+      - id: aware
+        steps:
+          - {id: banner, kind: activation, destination: onsite, payload: {banner: spring}, next: aware_wait}
+          - {id: aware_wait, kind: wait, duration: 1d, next: aware_end}
+          - {id: aware_end, kind: end}
+      - id: interested
+        entry: {any: [{segment: banner_clickers}, {segment: campaign_visitors}]}
+        steps:
+          - {id: interested_mail, kind: activation, destination: email, payload: {template: spring-picks}, next: interested_wait}
+          - {id: interested_wait, kind: wait, duration: 2d, next: interested_end}
+          - {id: interested_end, kind: end}
+      - id: carting
+        entry: {count.add_to_cart: {gte: 1}}
+        milestone: {count.purchase: {gte: 1}}
+        steps:
+          - {id: carting_wait, kind: wait, duration: 4h, next: carting_push}
+          - {id: carting_push, kind: activation, destination: push, payload: {template: spring-cart}, next: carting_end}
+          - {id: carting_end, kind: end}
+      - id: buying
+        steps:
+          - {id: buying_thanks, kind: activation, destination: email, payload: {template: spring-thanks}, next: buying_wait}
+          - {id: buying_wait, kind: wait, duration: 30d, next: buying_end}
+          - {id: buying_end, kind: end}
+"""
+
+SHARD_PROFILES = 1000  # profiles per Workload: its generator costs O(events x population)
+WAVE_SHARDS = 10  # shards active at the same time: a hot set of ~10,000 profiles
+SESSION = 4  # events per visit (channel and round) when the counts allow it
+STEP_MS = 1000  # event time advances one second per event of the whole log
+SAMPLE_S = 0.5  # how often the worker's /stats/ and CPU are sampled
+BASELINE_OUT = "bench-baseline-out"
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# -- the workload ---------------------------------------------------------------------------
+
+def build_workload(total: int, profiles: int, seed: int = 7) -> list[tuple[bytes, dict]]:
+    """`total` events over about `profiles` profiles, in the order they are to be produced."""
+    shards = max(1, round(profiles / SHARD_PROFILES))
+    per_shard = -(-total // shards)
+    size = _population(seed, profiles / shards, per_shard)
+    logs = [_shard_log(seed, s, size, size, per_shard) for s in range(shards)]
+    rng = random.Random(seed)
+    merged: list[tuple[bytes, dict]] = []
+    for first in range(0, shards, WAVE_SHARDS):
+        merged += _interleave(rng, logs[first:first + WAVE_SHARDS])
+    merged = merged[:total]
+    start = Workload().start_ms
+    for n, (_, event) in enumerate(merged):  # times follow the final order
+        event["time"] = start + n * STEP_MS
+    return merged
+
+
+def _population(seed: int, profiles: float, events: int) -> int:
+    """Members (and as many anonymous visitors) of a shard such that `events` events reach
+    about `profiles` profiles; found by trying on the first shard (the shards are alike)."""
+    size = profiles * 0.38  # a member brings visitor ids of its own: fewer than `profiles`
+    for _ in range(4):
+        log = _shard_log(seed, 0, round(size), round(size), events)
+        reached = len({e["user_id"] or e["visitor_id"] for _, e in log})
+        if abs(reached - profiles) <= 0.03 * profiles:
+            break
+        # At most `profiles` of each: fewer events than profiles cannot reach them all.
+        size = min(profiles, size * profiles / max(1, reached))
+    return max(1, round(size))
+
+
+def _shard_log(seed: int, shard: int, members: int, anonymous: int, events: int) -> list:
+    workload = Workload(seed=seed * 10_000 + shard, members=members, anonymous=anonymous)
+    channels = members + anonymous // 2  # every member and half the anonymous visit per round
+    rounds = max(1, round(events / (channels * SESSION)))
+    per_channel = -(-events // (rounds * channels))  # the generator rounds down: ask enough
+    log = [e for r in workload.rounds(rounds, per_channel * channels) for e in r][:events]
+    return [_renamed(f"s{shard}-", key, event) for key, event in log]
+
+
+def _renamed(prefix: str, key: bytes, event: dict) -> tuple[bytes, dict]:
+    """Every shard uses the same ids (u00001, v00001-0, a00001): give each its own."""
+    for field in ("visitor_id", "user_id"):
+        if event[field] is not None:
+            event[field] = prefix + event[field]
+    return (prefix + key.decode()).encode(), event
+
+
+def _interleave(rng: random.Random, logs: list[list]) -> list:
+    """A random merge that keeps each shard's own order (so each key's order)."""
+    order = [i for i, log in enumerate(logs) for _ in log]
+    rng.shuffle(order)
+    iters = [iter(log) for log in logs]
+    return [next(iters[i]) for i in order]
+
+
+def describe_workload(log: list[tuple[bytes, dict]]) -> str:
+    profiles = {e["user_id"] or e["visitor_id"] for _, e in log}
+    names = Counter(e["name"] for _, e in log)
+    mix = ", ".join(f"{n} {c / len(log):.0%}" for n, c in names.most_common())
+    return (f"{len(log):,} events, {len(profiles):,} profiles "
+            f"({len(log) / max(1, len(profiles)):.1f} events per profile); {mix}")
+
+
+# -- broker, topics, small helpers ------------------------------------------------------------
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 (the broker's controller) are both free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set size."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker_stats(settings: Settings) -> dict | None:
+    try:
+        return get_json(settings, "/stats/", timeout=2)
+    except (OSError, WebError):
+        return None  # not up yet, or busy
+
+
+def worker_ready(settings: Settings) -> bool:
+    """The worker's /ready probe: rebalance done, tables recovered, definitions loaded."""
+    try:
+        status, _, _ = call(settings, "/ready", timeout=2)
+    except OSError:
+        return False
+    return status == 200
+
+
+def caught_up(settings: Settings, worker: WorkerProcess, timeout: float) -> bool:
+    return asyncio.run(wait_until_caught_up(
+        settings.bootstrap_servers, settings.app_id,
+        [settings.topic("events"), settings.topic("profile-inputs")],
+        timeout=timeout, alive=worker.running))
+
+
+def quantile(sorted_values: list, q: float):
+    """Nearest-rank quantile of a sorted list."""
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))]
+
+
+async def commit_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit `offsets` for `group` while no member is in it (a consumer without a group
+    generation may do so), so that the group's next member starts there."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
+        consumer.assign(list(tps))
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_since(bootstrap: str, topic: str, start: dict[int, int], timeout: float = 120):
+    """The raw records of `topic` from the offsets `start` to the current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in start]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp.partition])
+        ends = await consumer.end_offsets(tps)
+        out, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                return out
+            for records in (await consumer.getmany(*behind, timeout_ms=500)).values():
+                out += records
+        raise TimeoutError(f"reading {topic} took more than {timeout:.0f}s")
+    finally:
+        await consumer.stop()
+
+
+async def count_records(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        return sum([len(records) async for records in read_to_end(consumer)])
+    finally:
+        await consumer.stop()
+
+
+# -- (a) the baseline, in a child process -------------------------------------------------------
+
+async def baseline_loop(bootstrap: str, topic: str, out_topic: str, count: int,
+                        timeout: float) -> dict:
+    """Consume `count` events from the beginning, decode, encode a ProfileInput, produce it
+    keyed by profile id; the figures cover the first batch to the last acknowledgement."""
+    decoder = AvroCodec("event", topic)
+    encoder = AvroCodec("profile_input", out_topic)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-baseline",
+                                auto_offset_reset="earliest", enable_auto_commit=True,
+                                auto_commit_interval_ms=2800)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        seen, began, cpu0 = 0, None, None
+        deadline = time.monotonic() + timeout
+        while seen < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            if batches and began is None:
+                began, cpu0 = time.perf_counter(), _cpu_self()
+            acks = []
+            for records in batches.values():
+                for r in records:
+                    event = decoder.decode(r.value)
+                    profile = event["user_id"] or event["visitor_id"]
+                    value = encoder.encode({
+                        "kind": "event", "profile_id": profile, "source_partition": r.partition,
+                        "source_offset": r.offset, "event": r.value})
+                    acks.append(await producer.send(out_topic, value, key=profile.encode()))
+            await asyncio.gather(*acks)
+            seen += len(acks)
+        elapsed, cpu = time.perf_counter() - (began or 0), _cpu_self() - (cpu0 or 0)
+        return {"events": seen, "seconds": elapsed, "cpu_seconds": cpu,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_baseline(settings: Settings, count: int) -> dict:
+    topics.ensure_topics(settings, (topics.TopicSpec(BASELINE_OUT, "profile_input", "profile id"),))
+    timeout = 120 + count / 1000
+    cmd = [sys.executable, "-m", "bench.pipeline", "--baseline-child",
+           json.dumps({"bootstrap": settings.bootstrap_servers, "topic": settings.topic("events"),
+                       "out_topic": settings.topic(BASELINE_OUT), "count": count,
+                       "timeout": timeout})]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the baseline failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["events"] < count:
+        raise RuntimeError(f"the baseline saw {result['events']} of {count} events in time")
+    return result
+
+
+# -- (b) our worker ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.monotonic()
+    cpu: float  # worker CPU seconds
+    events_in: int  # events the identity step accepted
+    applied: int  # inputs the profile agent applied
+    rejected: int  # events the identity step sent to the dead letters
+
+
+def sample(worker: WorkerProcess, settings: Settings) -> Sample | None:
+    stats = worker_stats(settings)
+    if stats is None:
+        return None
+    return Sample(time.monotonic(), worker.cpu_seconds(), stats.get("events_in", 0),
+                  stats.get("inputs_applied", 0), stats.get("dead_letters_total", 0))
+
+
+def skip_to_last(positions: list[tuple[int, int]], keep: int) -> dict[int, int]:
+    """Per partition, the offset of the first of the last `keep` records produced (the
+    topic was empty before, so a partition's offsets count its records)."""
+    offsets: dict[int, int] = {}
+    for partition, offset in positions[:len(positions) - keep]:
+        offsets[partition] = max(offsets.get(partition, 0), offset + 1)
+    for partition, _ in positions:
+        offsets.setdefault(partition, 0)
+    return offsets
+
+
+def measure_worker(settings: Settings, worker: WorkerProcess, events: int) -> dict:
+    """Sample the worker until its profile agent stops moving after `events` events came in,
+    confirm it is caught up, and take the figures between the first and the final sample."""
+    deadline = time.monotonic() + 180 + events / 50  # ~20x below today's rate: it is stuck
+    samples: list[Sample] = []
+    while time.monotonic() < deadline and worker.running():
+        s = sample(worker, settings)
+        if s is not None and (s.events_in > 0 or samples):
+            samples.append(s)
+            quiet = len(samples) >= 4 and len({x.applied for x in samples[-4:]}) == 1
+            if s.events_in + s.rejected >= events and quiet:
+                break
+        time.sleep(SAMPLE_S if samples else 0.1)  # finely until the first event is counted
+    else:
+        raise RuntimeError("the worker did not process the events in time"
+                           + ("" if worker.running() else " (it exited)"))
+    if not caught_up(settings, worker, 120):
+        raise RuntimeError("the worker did not catch up (events and profile-inputs)")
+    final = sample(worker, settings) or samples[-1]
+    end = next((x for x in samples if x.applied >= final.applied), final)
+    first = samples[0]
+    measured = final.events_in - first.events_in  # the first sample's events ran before it
+    if measured < 1 or end.at <= first.at:
+        raise RuntimeError("too few worker events to measure: raise --worker-events")
+    return {"events": measured, "events_in": final.events_in, "inputs": final.applied,
+            "seconds": end.at - first.at, "cpu_seconds": end.cpu - first.cpu,
+            "peak_rss_mb": peak_rss_mb(worker.proc.pid)}
+
+
+# -- (c) latency ----------------------------------------------------------------------------------
+
+async def paced_produce(bootstrap: str, topic: str, records: list, rate: float) -> dict[str, int]:
+    """Send `records` at `rate` per second; returns event id -> the record's CreateTime (ms)."""
+    codec = AvroCodec("event", topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent: dict[str, int] = {}
+        acks = []
+        began = time.monotonic()
+        for i, (key, event) in enumerate(records):
+            delay = began + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            value = codec.encode(event)
+            now_ms = int(time.time() * 1000)
+            acks.append(await producer.send(topic, value, key=key, timestamp_ms=now_ms))
+            sent[event["event_id"]] = now_ms
+        await asyncio.gather(*acks)
+        return sent
+    finally:
+        await producer.stop()
+
+
+def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
+                    rate: float) -> dict:
+    bootstrap = settings.bootstrap_servers
+    outputs = {"journey-transitions": "journey_transition", "segment-changes": "segment_change"}
+    starts = {name: asyncio.run(end_offsets(bootstrap, settings.topic(name), settings.partitions))
+              for name in outputs}
+    began = time.monotonic()
+    sent = asyncio.run(paced_produce(bootstrap, settings.topic("events"), records, rate))
+    produced_for = time.monotonic() - began
+    if not caught_up(settings, worker, 120):
+        raise RuntimeError("the worker did not catch up after the paced events")
+    first_output: dict[str, int] = {}
+    for name, schema in outputs.items():
+        codec = AvroCodec(schema, settings.topic(name))
+        for r in asyncio.run(read_since(bootstrap, settings.topic(name), starts[name])):
+            cause = codec.decode(r.value)["caused_by"]
+            if cause in sent:
+                first_output[cause] = min(first_output.get(cause, r.timestamp), r.timestamp)
+    latencies = sorted(first_output[e] - sent[e] for e in first_output)
+    return {"events": len(sent), "rate": len(sent) / produced_for, "with_output": len(latencies),
+            "p50_ms": quantile(latencies, 0.50), "p99_ms": quantile(latencies, 0.99),
+            "max_ms": latencies[-1] if latencies else None}
+
+
+# -- (d) restore --------------------------------------------------------------------------------
+
+def time_to_ready(settings: Settings, start_worker, probe: list) -> tuple[float, float]:
+    """Start a worker and send a probe event; the seconds until its /ready probe answers 200,
+    and until it is caught up (the probe went through both agents, which run only once every
+    table is restored)."""
+    began = time.monotonic()
+    worker = start_worker()
+    try:
+        asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"), "event", probe))
+        deadline = began + 600
+        while not worker_ready(settings):
+            if time.monotonic() > deadline or not worker.running():
+                raise RuntimeError("the restarted worker did not get ready within 600 s")
+            time.sleep(0.1)
+        ready = time.monotonic() - began
+        if not caught_up(settings, worker, max(1.0, deadline - time.monotonic())):
+            raise RuntimeError("the restarted worker did not catch up within 600 s")
+        return ready, time.monotonic() - began
+    finally:
+        worker.stop()
+
+
+def measure_restore(settings: Settings, start_worker, probes: list) -> dict:
+    changelog = topics.CHANGELOGS[0].topic_name(settings)  # <app>-profiles-changelog
+    records = asyncio.run(count_records(settings.bootstrap_servers, changelog))
+    warm_ready, warm = time_to_ready(settings, start_worker, probes[:1])
+    shutil.rmtree(settings.worker_dir)
+    cold_ready, cold = time_to_ready(settings, start_worker, probes[1:2])
+    return {"records": records, "warm_s": warm, "cold_s": cold, "warm_ready_s": warm_ready,
+            "cold_ready_s": cold_ready}
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def make_settings(tmp: Path) -> Settings:
+    # The worker's /stats/ view needs a bearer token: one for this run only.
+    return Settings.from_env().with_(
+        app_id="bench", broker_url=f"kafka://127.0.0.1:{free_port_pair()}", data_dir=tmp,
+        web_port=free_port(), snapshot_dir="", read_tokens=(secrets.token_urlsafe(24),))
+
+
+def start_broker(broker) -> float:
+    try:
+        return broker.start(timeout=120)
+    except BrokerError as exc:
+        # The storage format fails when the random cluster id starts with "-" (the tool takes
+        # it for an option): 1 start in 64. A new id is worth one more try.
+        if "format" not in str(exc):
+            raise
+        shutil.rmtree(broker.data_dir, ignore_errors=True)
+        return broker.start(timeout=120)
+
+
+def run(args) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="cjo-bench-"))
+    settings = make_settings(tmp)
+    broker = LocalBroker.from_settings(settings)
+    workers: list[WorkerProcess] = []
+    try:
+        took = start_broker(broker)
+        say(f"Broker: Kafka {broker.version} on {broker.bootstrap} (started in {took:.1f}s), "
+            f"data in {tmp}")
+        return bench(args, settings, workers)
+    except BaseException:
+        if workers:
+            say("Last lines of the worker's log:\n" + workers[-1].log_tail(30))
+        raise
+    finally:
+        for w in workers:
+            w.stop()
+        broker.stop()
+        if args.keep:
+            say(f"Kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench(args, settings: Settings, workers: list) -> int:
+    n, w = args.events, min(args.worker_events, args.events)
+    topics.ensure_topics(settings)
+    load_definitions(DEFINITIONS)  # a bad definition stops here, with its place
+    applied = asyncio.run(apply_definitions(settings, DEFINITIONS))
+    say(f"Applied {len(applied)} definitions (20 segments, 3 deliveries, 5 journeys of 4 "
+        "stages)")
+
+    extra = max(10_000, n // 10)  # for the latency phase and the restore probes
+    t0 = time.monotonic()
+    log = build_workload(n + extra, args.profiles)
+    say(f"Workload: {describe_workload(log[:n])} (generated in {time.monotonic() - t0:.1f}s)")
+    if n < 3 * args.profiles:
+        say("  note: under 3 events per profile, most visits are a page load and one action; "
+            "--events of 5x --profiles or more gives whole visits")
+    t0 = time.monotonic()
+    positions = asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"),
+                                    "event", log[:n]))
+    say(f"Produced {n:,} events to {settings.topic('events')} in {time.monotonic() - t0:.1f}s")
+
+    say(f"(a) baseline: raw aiokafka loop in a child process over all {n:,} events …")
+    base = run_baseline(settings, n)
+
+    say(f"(b) ours: a cjo worker over the last {w:,} of the {n:,} events (worker events are "
+        f"fewer: today's worker does ~500 events/s; --worker-events sets them) …")
+    asyncio.run(commit_offsets(settings.bootstrap_servers, settings.app_id,
+                               settings.topic("events"), skip_to_last(positions, w)))
+    clock = Clock(str(settings.data_dir / "clock"))
+    clock.set(Workload().start_ms)  # waits never fall due: the counts stay exact
+    env = {"CJO_CLOCK_FILE": clock.path}
+
+    def start_worker() -> WorkerProcess:
+        worker = WorkerProcess(settings, settings.data_dir / f"worker-{len(workers)}.log",
+                               env).start()
+        workers.append(worker)
+        return worker
+
+    worker = start_worker()
+    ours = measure_worker(settings, worker, w)
+    if ours["events_in"] != w:
+        say(f"  note: the worker's identity step counted {ours['events_in']:,} events, "
+            f"not {w:,}")
+
+    rate = 0.5 * ours["events"] / ours["seconds"]
+    paced = log[n:n + min(extra - 2, max(1, int(rate * args.latency_seconds)))]
+    say(f"(c) latency: {len(paced):,} events at {rate:,.0f}/s (half of ours) to the caught-up "
+        "worker …")
+    latency = measure_latency(settings, worker, paced, rate)
+    worker.stop()
+
+    restore = None
+    if args.restore:
+        say("(d) restore: restart with the RocksDB directory intact, then without it …")
+        restore = measure_restore(settings, start_worker, log[n + len(paced):][:2])
+
+    print_report(base, ours, latency, restore)
+    return 0
+
+
+def print_report(base: dict, ours: dict, latency: dict, restore: dict | None) -> None:
+    def per_event_us(r):
+        return r["cpu_seconds"] / r["events"] * 1e6
+
+    def rate(r):
+        return r["events"] / r["seconds"]
+
+    rows = [
+        ("events measured", f"{base['events']:,}", f"{ours['events']:,}", ""),
+        ("events/s", f"{rate(base):,.0f}", f"{rate(ours):,.0f}", f"{rate(ours) / rate(base):.3f}"),
+        ("CPU µs/event", f"{per_event_us(base):,.1f}", f"{per_event_us(ours):,.1f}",
+         f"{per_event_us(ours) / per_event_us(base):.1f}"),
+        ("events/s per core (1e6/CPU µs)", f"{1e6 / per_event_us(base):,.0f}",
+         f"{1e6 / per_event_us(ours):,.0f}", ""),
+        ("peak RSS MB", f"{base['peak_rss_mb']:,.0f}", f"{ours['peak_rss_mb']:,.0f}", ""),
+        (f"latency p50 / p99 ms (at {latency['rate']:,.0f}/s)", "-",
+         f"{latency['p50_ms']} / {latency['p99_ms']}", ""),
+    ]
+    say()
+    say(f"Machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable by this "
+        "process); CPU is each process's own (the broker's is not counted)")
+    header = ("", "baseline (raw aiokafka)", "ours (cjo worker)", "ours/baseline")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    for row in [header] + rows:
+        say("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                      for i, cell in enumerate(row)))
+    say(f"Ours: {ours['events']:,} events (+{ours['events_in'] - ours['events']} before the first "
+        f"sample) made {ours['inputs']:,} profile inputs; wall time {ours['seconds']:.1f}s, "
+        f"CPU {ours['cpu_seconds']:.1f}s. Baseline: wall {base['seconds']:.1f}s, "
+        f"CPU {base['cpu_seconds']:.1f}s.")
+    say(f"Latency: {latency['with_output']:,} of {latency['events']:,} paced events had a "
+        f"journey transition or segment change; max {latency['max_ms']} ms.")
+    if restore:
+        records, cold, warm = restore["records"], restore["cold_ready_s"], restore["warm_ready_s"]
+        say(f"Restore: {records:,} records in the profiles changelog. Without the RocksDB "
+            f"directory the worker was ready after {cold:.1f}s (caught up after "
+            f"{restore['cold_s']:.1f}s); with it after {warm:.1f}s ({restore['warm_s']:.1f}s).")
+        say(f"  {records / cold:,.0f} records/s restored counting the startup"
+            + (f", {records / (cold - warm):,.0f} records/s without it" if cold > warm else ""))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="events produced, all consumed by the baseline (default 100,000)")
+    parser.add_argument("--worker-events", type=int, default=20_000,
+                        help="of these, the last ones our worker processes (default 20,000)")
+    parser.add_argument("--profiles", type=int, default=100_000,
+                        help="about how many profiles the events reach (default 100,000)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0,
+                        help="how long events are sent at half our rate (default 20)")
+    parser.add_argument("--restore", action="store_true",
+                        help="also time a worker restoring its tables from the changelogs")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (broker data, worker logs)")
+    parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline_child:
+        spec = json.loads(args.baseline_child)
+        print(json.dumps(asyncio.run(baseline_loop(**spec))), flush=True)
+        return 0
+    if min(args.events, args.worker_events, args.profiles) < 1:
+        parser.error("--events, --worker-events and --profiles must be positive")
+    # aiokafka logs its retries while new topics get their leaders; they are not news here.
+    logging.basicConfig()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The fault suite: real worker processes and the real broker, a seeded workload with merges,
+segments, deliveries and a journey with waits, and faults at random moments; afterwards the
+stream is compared with the reference model (tests/model.py):
+
+- every profile's state and journey position equals the model's (mismatches: must be 0);
+- every output the model makes is on its topic (lost: must be 0), nothing else is (extra: must
+  be 0), and every duplicate carries an id already seen, with identical content (a consumer
+  that drops seen ids sees exactly the model's outputs);
+- after the clock moves past every wait, each wake-up fires once (its transitions are
+  outputs like the others: none lost, none new).
+
+Scenarios: `kill` (kill -9 at random moments, restart), `takeover` (two workers with standby
+replicas, one killed and restarted later: partitions move and move back), `broker` (the broker
+restarts mid-run), `lost-state` (a worker killed and its RocksDB directory deleted).
+Run on its own: `python -m tests.faults` (see __main__); a short form runs in `make test`.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cjo.clock import Clock
+from cjo.kafka_io import produce, wait_until_caught_up
+from cjo.processes import WorkerProcess
+from cjo.settings import Settings
+from cjo.web_client import call
+from cjo.workload import Workload
+from state.definitions import load_definitions
+from state.durations import DAY
+from tests.integration.harness import outputs, table
+from tests.model import ReferenceModel, comparable
+from topology.definitions import apply_definitions
+from topology.topics import ensure_topics
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
+OUTPUTS = (("segment-changes", "segment_change", "change_id"),
+           ("activations", "activation", "activation_id"),
+           ("journey-transitions", "journey_transition", "transition_id"))
+
+
+@dataclass
+class Report:
+    scenario: str
+    events: int = 0
+    kills: int = 0
+    restarts: int = 0
+    profiles: int = 0
+    mismatches: int = 0
+    lost: int = 0
+    extra: int = 0
+    duplicates: int = 0
+    wakeups: int = 0
+    recovery_s: list[float] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatches or self.lost or self.extra) and self.profiles > 0
+
+    def line(self) -> str:
+        rec = (f"{min(self.recovery_s):.1f}/{sorted(self.recovery_s)[len(self.recovery_s) // 2]:.1f}"
+               f"/{max(self.recovery_s):.1f}" if self.recovery_s else "-")
+        return (f"{self.scenario:<11}{self.events:>9,}{self.kills:>7}{self.restarts:>10}"
+                f"{self.profiles:>10,}{self.mismatches:>12}{self.lost:>6}{self.extra:>7}"
+                f"{self.duplicates:>12,}{self.wakeups:>9,}   {rec}")
+
+
+HEADER = (f"{'scenario':<11}{'events':>9}{'kills':>7}{'restarts':>10}{'profiles':>10}"
+          f"{'mismatches':>12}{'lost':>6}{'extra':>7}{'duplicates':>12}{'wakeups':>9}"
+          "   recovery s (min/median/max)")
+
+
+class Cluster:
+    """The workers of one scenario: start, kill -9, restart, wait until ready."""
+
+    def __init__(self, settings: Settings, logs: Path, clock: Clock, workers: int = 1) -> None:
+        self.clock = clock
+        self.logs = logs
+        self.settings = [settings.with_(web_port=settings.web_port + i) for i in range(workers)]
+        self.procs: list[WorkerProcess | None] = [None] * workers
+        self.starts = 0
+
+    def start(self, i: int = 0) -> WorkerProcess:
+        self.starts += 1
+        proc = WorkerProcess(self.settings[i], self.logs / f"worker{i}-{self.starts}.log",
+                             {"CJO_CLOCK_FILE": self.clock.path}).start()
+        self.procs[i] = proc
+        return proc
+
+    def kill(self, i: int = 0) -> None:
+        self.procs[i].kill()
+
+    def ready(self, i: int = 0, timeout: float = 180.0, partitions: int | None = None) -> float:
+        """Seconds until worker i answers /ready (and owns `partitions` partitions, if
+        given)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            proc = self.procs[i]
+            if not proc.running():
+                raise AssertionError(f"worker {i} died:\n{proc.log_tail()}")
+            try:
+                status, _, body = call(self.settings[i], "/ready", token="", timeout=5)
+            except OSError:
+                status = 0
+            if status == 200:
+                import json
+
+                owned = json.loads(body)["partitions"]
+                if partitions is None or len(owned) == partitions:
+                    return time.monotonic() - started
+            time.sleep(0.2)
+        raise AssertionError(f"worker {i} not ready after {timeout}s:\n"
+                             + self.procs[i].log_tail())
+
+    def alive(self) -> bool:
+        return any(p is not None and p.running() for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p is not None:
+                p.stop()
+
+
+class Run:
+    """One scenario's workload, model and checks."""
+
+    def __init__(self, settings: Settings, name: str, events: int, seed: int,
+                 workdir: Path) -> None:
+        self.settings = settings.with_(commit_interval=1.0, session_timeout=6.0)
+        self.report = Report(name)
+        self.rng = random.Random(seed)
+        members = max(20, events // 40)
+        self.rounds = Workload(seed=seed, members=members, anonymous=members).rounds(
+            max(4, events // 1000), min(1000, max(100, events // 4)))
+        self.workdir = workdir
+        self.clock = Clock(str(workdir / "clock"))
+        self.clock.set(Workload().start_ms)  # waits fall due only when the run moves it
+        ensure_topics(self.settings)
+        source = EXAMPLES.read_text()
+        asyncio.run(apply_definitions(self.settings, source))
+        self.model = ReferenceModel(load_definitions(source))
+
+    def send(self, log) -> None:
+        """Produce one round. The next round may drive a member through another key (another
+        partition), so a scenario waits until a round is processed before the next (the
+        order the model assumes); faults strike while a round is being processed."""
+        positions = asyncio.run(produce(self.settings.bootstrap_servers,
+                                        self.settings.topic("events"), "event", log))
+        for (partition, offset), (_, event) in zip(positions, log):
+            self.model.apply(partition, offset, event)
+        self.report.events += len(log)
+
+    def caught_up(self, cluster: Cluster, timeout: float = 600.0) -> None:
+        ok = asyncio.run(wait_until_caught_up(
+            self.settings.bootstrap_servers, self.settings.app_id,
+            [self.settings.topic("events"), self.settings.topic("profile-inputs")],
+            timeout=timeout, alive=cluster.alive))
+        assert ok, "the workers did not catch up:\n" + "\n".join(
+            p.log_tail(30) for p in cluster.procs if p is not None)
+
+    def wake_everything(self, cluster: Cluster) -> None:
+        """Move the clock past every wait; the model wakes the same waits."""
+        last = max(e["time"] for r in self.rounds for _, e in r)
+        now = last + 60 * DAY
+        self.clock.set(now)
+        before = len(self.model.outputs["journey-transitions"])
+        self.report.wakeups = self.model.wake_until(now)
+        assert len(self.model.outputs["journey-transitions"]) > before or not self.report.wakeups
+        deadline = time.monotonic() + 300
+        time.sleep(1.0)  # a timer tick after the clock moved
+        while time.monotonic() < deadline:
+            self.caught_up(cluster)
+            if self._pending_wakeups(cluster) == 0:
+                self.caught_up(cluster)
+                return
+            time.sleep(0.5)
+        raise AssertionError("due wake-ups were not applied")
+
+    def _pending_wakeups(self, cluster: Cluster) -> int:
+        from cjo.web_client import get_json
+
+        return sum(get_json(s, "/stats/").get("wakeups_pending_due", 0)
+                   for s, p in zip(cluster.settings, cluster.procs) if p and p.running())
+
+    def compare(self) -> Report:
+        r = self.report
+        states = table(self.settings, "profiles", "profile")
+        expected = self.model.states()
+        r.profiles = len(expected)
+        wrong = [pid for pid in expected
+                 if pid not in states or comparable(states[pid]) != expected[pid]]
+        r.mismatches = len(wrong) + len(set(states) - set(expected))
+        for pid in wrong[:3]:
+            got = comparable(states[pid]) if pid in states else {}
+            keys = sorted(k for k in expected[pid] if got.get(k) != expected[pid][k])
+            r.examples.append(f"profile {pid} differs in {keys}: stream "
+                              f"{ {k: got.get(k) for k in keys} } model "
+                              f"{ {k: expected[pid][k] for k in keys} }")
+        for topic, schema, id_field in OUTPUTS:
+            by_id, _, duplicates = outputs(self.settings, topic, schema, id_field)
+            mine = {rec[id_field]: rec for rec in self.model.outputs[topic]}
+            lost = set(mine) - set(by_id)
+            extra = set(by_id) - set(mine)
+            changed = [i for i in set(mine) & set(by_id) if mine[i] != by_id[i]]
+            r.lost += len(lost)
+            r.extra += len(extra) + len(changed)
+            r.duplicates += duplicates
+            r.examples += [f"{topic}: lost {i}" for i in sorted(lost)[:2]]
+            r.examples += [f"{topic}: extra {i}" for i in sorted(extra)[:2]]
+            r.examples += [f"{topic}: differs {i}" for i in sorted(changed)[:2]]
+        return r
+
+
+def _pause(rng: random.Random) -> None:
+    time.sleep(rng.uniform(0.2, 2.5))  # the worker is in the middle of the round's events
+
+
+def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
+                  seed: int = 1) -> Report:
+    run = Run(settings, "kill", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster.start()
+    cluster.ready()
+    rounds = run.rounds
+    strikes = Counter(run.rng.randrange(len(rounds)) for _ in range(kills))  # rounds, kills
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            for _ in range(strikes[i]):
+                _pause(run.rng)
+                cluster.kill()
+                run.report.kills += 1
+                cluster.start()
+                run.report.restarts += 1
+                run.report.recovery_s.append(cluster.ready())
+            run.caught_up(cluster)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
+
+
+def takeover_scenario(settings: Settings, workdir: Path, events: int, seed: int = 2) -> Report:
+    run = Run(settings.with_(standby_replicas=1), "takeover", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock, workers=2)
+    total = run.settings.partitions
+    cluster.start(0)
+    cluster.ready(0, partitions=total)
+    cluster.start(1)
+    cluster.ready(1)
+    rounds = run.rounds
+    half = len(rounds) // 2
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            if i == 1:
+                _pause(run.rng)
+                cluster.kill(0)  # worker 1 takes over all partitions (warm standbys)
+                run.report.kills += 1
+                run.report.recovery_s.append(cluster.ready(1, partitions=total))
+            if i == half:
+                cluster.start(0)  # partitions move back
+                run.report.restarts += 1
+                run.report.recovery_s.append(cluster.ready(0))
+            run.caught_up(cluster)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
+
+
+def broker_scenario(settings: Settings, workdir: Path, events: int, broker,
+                    seed: int = 3) -> Report:
+    """The broker stops for a few seconds mid-run and starts again; workers that give up are
+    restarted like a supervisor would."""
+    run = Run(settings, "broker", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster.start()
+    cluster.ready()
+    rounds = run.rounds
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            if i == len(rounds) // 2:
+                _pause(run.rng)
+                broker.stop()
+                run.report.kills += 1
+                time.sleep(3.0)
+                started = time.monotonic()
+                broker.start(timeout=120)
+                if not cluster.procs[0].running():
+                    cluster.start()
+                    run.report.restarts += 1
+                cluster.ready()
+                run.report.recovery_s.append(time.monotonic() - started)
+            if not cluster.procs[0].running():  # a worker that gave up while it was down
+                cluster.start()
+                run.report.restarts += 1
+                cluster.ready()
+            run.caught_up(cluster)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
+
+
+def lost_state_scenario(settings: Settings, workdir: Path, events: int, seed: int = 4) -> Report:
+    run = Run(settings.with_(standby_replicas=0), "lost-state", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster.start()
+    cluster.ready()
+    rounds = run.rounds
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            if i == len(rounds) // 2:
+                _pause(run.rng)
+                cluster.kill()
+                run.report.kills += 1
+                shutil.rmtree(run.settings.worker_dir, ignore_errors=True)
+                cluster.start()
+                run.report.restarts += 1
+                run.report.recovery_s.append(cluster.ready())
+            run.caught_up(cluster)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
