@@ -97,6 +97,9 @@ def create_app(settings: Settings) -> Topology:
         # Another worker keeps a warm copy of each table partition: a takeover after a crash
         # replays only the changelog's tail instead of the whole partition.
         table_standby_replicas=settings.standby_replicas,
+        # Static group membership: a worker that restarts within the session timeout gets its
+        # partitions back without a rebalance (faster, and no rebalance around a restart).
+        consumer_group_instance_id=f"{settings.app_id}-{settings.web_host}-{settings.web_port}",
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         web_port=settings.web_port,
         web_bind=settings.web_bind,
