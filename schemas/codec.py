@@ -48,7 +48,7 @@ class AvroCodec:
         buf.write(self._header)
         try:
             schemaless_writer(buf, self.schema.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise CodecError(
                 self.topic, f"record does not match schema {self.schema.full_name}: {exc}"
             ) from exc

@@ -439,6 +439,13 @@ def to_source(cond: Condition) -> dict:
 
 
 def parse_condition(obj, path: str = "condition") -> Condition:
+    try:
+        return _parse(obj, path)
+    except RecursionError:  # thousands of levels, or a YAML alias that contains itself
+        raise ConditionError(path, "nested too deeply") from None
+
+
+def _parse(obj, path: str) -> Condition:
     if not isinstance(obj, dict):
         raise ConditionError(path, f"expected a mapping, got {_describe(obj)}")
     if not obj:
@@ -453,10 +460,10 @@ def parse_condition(obj, path: str = "condition") -> Condition:
         if not isinstance(body, list) or not body:
             raise ConditionError(path, f"{key} needs a non-empty list of conditions, "
                                        f"got {_describe(body)}")
-        items = tuple(parse_condition(c, f"{path}.{key}[{i}]") for i, c in enumerate(body))
+        items = tuple(_parse(c, f"{path}.{key}[{i}]") for i, c in enumerate(body))
         return AllOf(items) if key == "all" else AnyOf(items)
     if key == "not":
-        return Not(parse_condition(body, f"{path}.not"))
+        return Not(_parse(body, f"{path}.not"))
     if key == "segment":
         if not isinstance(body, str) or not ID.fullmatch(body):
             raise ConditionError(path, f"segment needs a segment id ([A-Za-z0-9_-], 1 to 64 "

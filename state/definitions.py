@@ -100,6 +100,13 @@ class DefinitionError(ValueError):
 
 def load_definitions(source: str | dict, existing: DefinitionSet | None = None) -> DefinitionSet:
     """Parse and validate a definition file (YAML text or parsed dict) over `existing`."""
+    try:
+        return _load(source, existing)
+    except RecursionError:  # chains of thousands of references, or self-containing aliases
+        raise DefinitionError([("definitions", "nested or chained too deeply")]) from None
+
+
+def _load(source, existing: DefinitionSet | None) -> DefinitionSet:
     existing = existing or DefinitionSet()
     doc = _document(source)
     errors: list[tuple[str, str]] = []
@@ -146,15 +153,42 @@ def load_definitions(source: str | dict, existing: DefinitionSet | None = None) 
 def _document(source) -> dict:
     if isinstance(source, str):
         try:
-            source = yaml.safe_load(source)
-        except yaml.YAMLError as exc:
+            text, source = source, yaml.safe_load(source)
+        except Exception as exc:  # PyYAML raises ValueError & co. for values it cannot build
             raise DefinitionError([("definitions", f"not valid YAML: {exc}")]) from None
+        nodes = _expanded_size(source, len(text)) if isinstance(source, (dict, list)) else 0
+        if nodes > len(text):  # YAML aliases multiply what they refer to
+            raise DefinitionError([("definitions", f"the YAML expands to more than {nodes} "
+                                                   f"values (from {len(text)} characters): "
+                                                   "aliases may not multiply a document")])
     if source is None:  # an empty file defines nothing
         return {}
     if not isinstance(source, dict):
         raise DefinitionError([("definitions", "expected a mapping with segments, deliveries "
                                                f"and journeys, got {type(source).__name__}")])
     return source
+
+
+def _expanded_size(doc, limit: int) -> int:
+    """How many values `doc` holds once its shared parts (YAML aliases) are counted every
+    time they appear, counted without expanding them, stopping past `limit`."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = limit + 1  # a node that contains itself is too large
+        children = list(node.items()) if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child[1]) + 1 if isinstance(node, dict) else size(child)
+            if total > limit:
+                break
+        sizes[id(node)] = total
+        return total
+    return size(doc)
 
 
 def _list(doc: dict, key: str, errors) -> list:

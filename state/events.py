@@ -18,6 +18,9 @@ MAX_STRING = 8 * 1024
 # characters hold any UUID, email or hashed id (Mixpanel and Segment cap ids near 255).
 MAX_ID = 256
 MIN_TIME = 946_684_800_000  # 2000-01-01: older event times are clock errors
+# 3000-01-01: later times are clock errors whatever the record's timestamp says, and keep every
+# time a journey computes from an event (waits of years) inside Avro's long.
+MAX_TIME = 32_503_680_000_000
 # Clock skew: an event's time may be at most one day after its record's timestamp
 # (CJO_MAX_CLOCK_SKEW). A day lets through a client that sends local time as UTC (up to 14 h
 # off) and a device clock a few hours wrong, and stops clocks that are plainly broken. The
@@ -91,6 +94,8 @@ def check_event(key: bytes | None, event: dict, record_timestamp: int,
     t = event["time"]
     if t < MIN_TIME:
         return Rejection("time_too_old", f"event time {t} is before 2000-01-01")
+    if t > MAX_TIME:
+        return Rejection("time_in_future", f"event time {t} is after 3000-01-01")
     if t > record_timestamp + max_ahead:
         return Rejection(
             "time_in_future",

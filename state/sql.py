@@ -233,8 +233,8 @@ def read_only_select_problem(text: str) -> str | None:
 
     try:
         statements = duckdb.extract_statements(text)
-    except duckdb.Error as exc:
-        return f"not valid SQL: {str(exc).splitlines()[0]}"
+    except (duckdb.Error, TypeError, UnicodeError) as exc:  # TypeError: text that is not UTF-8
+        return f"not valid SQL: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
     if len(statements) != 1:
         return f"expected one statement, got {len(statements)}"
     kind = statements[0].type

@@ -309,11 +309,6 @@ def test_a_lone_surrogate_in_a_literal_compiles_to_sql_duckdb_takes():
     DB.execute(sql).fetchall()
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
-    "BUG: parse_condition recurses once per nesting level and raises RecursionError (not "
-    "ConditionError) on a condition nested about 1,000 deep, e.g. {'not': {'not': ... "
-    "{'segment': 'a'}}} (state/conditions.py:459, parse_condition -> parse_condition); 1,000 "
-    "levels of `not` are under 10 kB of YAML or JSON."))
 def test_a_deeply_nested_condition_is_a_condition_error():
     """Nesting beyond any sensible depth is refused with a ConditionError, not a crash."""
     raw: dict = {"segment": "a"}

@@ -361,18 +361,6 @@ def test_the_rules_judge_every_decodable_event_with_a_known_reason(keyed, alias_
 # ---------------------------------------------------------------- open bugs, pinned
 
 
-@pytest.mark.xfail(strict=True, raises=CodecError, reason=(
-    "LATENT BUG: check_event bounds an event's time only relative to its record's timestamp "
-    "(+ CJO_MAX_CLOCK_SKEW, state/events.py:94), never absolutely. An identify at time "
-    "2**63 - 1 ms (key b'v1', visitor_id 'v1', user_id 'u1', record timestamp 2**63 - 1) "
-    "passes; after the merge the example's onboarding journey waits 1d, due at "
-    "2**63 - 1 + 86_400_000, beyond Avro's long, and encode_profile raises CodecError "
-    "('9223372036941175807 ... do not match [null, long] on field due'). In the worker that "
-    "is the table write `profiles[profile_id] = profile` (topology/profiles.py:82), whose "
-    "failure calls fail_stop (os._exit): the worker stops, restarts, reads the same input and "
-    "stops again. The README relies on the broker refusing CreateTime more than 1 h ahead "
-    "(Kafka 4's default message.timestamp.after.max.ms), which makes this unreachable by "
-    "default; the project neither sets nor checks that per-topic setting."))
 def test_an_event_at_the_end_of_time_does_not_stop_the_worker():
     """An event the rules accept is applied and written back, whatever its time: a time no
     journey wait can be added to is rejected by a rule (a dead letter), or the wait is
@@ -383,11 +371,6 @@ def test_an_event_at_the_end_of_time_does_not_stop_the_worker():
     through_the_worker(b"v1", value, end, tolerate_known_bugs=False)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "BUG: AvroCodec.encode promises CodecError for a record that does not match its schema, "
-    "but a long beyond 64 bits outside a union (the event's `time`: 2**63) escapes as "
-    "OverflowError from fastavro (schemas/codec.py:51 catches ValueError, TypeError, "
-    "KeyError and AttributeError only)."))
 def test_a_long_beyond_64_bits_is_a_codec_error():
     """encode raises CodecError for any record the schema cannot carry."""
     try:
