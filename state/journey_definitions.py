@@ -23,6 +23,7 @@ the inverse: the plain-JSON body that travels on the definitions topic.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 from state.conditions import Condition, ConditionError, InSegment, parse_condition, to_source, walk
@@ -217,9 +218,11 @@ def _activation(raw: dict, path: str, check: _Check) -> dict:
         check.error(f"{path}.destination", _bad_id(destination))
     payload = raw.get("payload", {})
     if not isinstance(payload, dict) or not all(
-            isinstance(k, str) and type(v) in _PRIMITIVES for k, v in payload.items()):
+            isinstance(k, str) and type(v) in _PRIMITIVES
+            and not (type(v) is float and not math.isfinite(v))  # NaN is not equal to itself
+            for k, v in payload.items()):
         check.error(f"{path}.payload", "expected a mapping of text keys to values "
-                                       "(text, numbers, true/false or null)")
+                                       "(text, finite numbers, true/false or null)")
         payload = {}
     return {"destination": destination, "payload": dict(payload)}
 
@@ -434,9 +437,15 @@ def _duration(raw, path: str, check: _Check) -> int | None:
     return ms
 
 
+LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time ISO 8601 writes
+
+
 def _until(raw, path: str, check: _Check) -> int | None:
     """Milliseconds since the epoch, from an ISO 8601 time with its zone or from ms."""
     if type(raw) is int and raw >= 0:
+        if raw > LAST_MS:
+            check.error(path, "after 9999-12-31: no time so late can be written down")
+            return None
         return raw
     moment = raw  # YAML reads an unquoted timestamp as a datetime already
     if isinstance(raw, str):
@@ -502,7 +511,9 @@ def _check_graph(stages: list[_Parsed], raw: dict, check: _Check, require_wait: 
     so that a broken step does not make the steps after it look unreachable.
     """
     home, stage_ids = _raw_ids(raw)
-    complete = [p for p in stages if p.complete]
+    # A stage or step whose id is not text is reported by its own parse; the walks key by ids.
+    complete = [p for p in stages if p.complete and isinstance(p.stage.id, str)
+                and all(isinstance(s.id, str) for s in p.stage.steps)]
     for p in stages:
         _check_references(p.stage, p.path, home, stage_ids, check)
     for p in complete:

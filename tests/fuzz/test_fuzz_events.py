@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
