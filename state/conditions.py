@@ -438,8 +438,26 @@ def to_source(cond: Condition) -> dict:
 # ---------------------------------------------------------------- parsing
 
 
+def _unicode_problem(obj, path: str) -> None:
+    """Text that is not valid Unicode (a lone surrogate from JSON) cannot reach an event or a
+    SQL engine: refuse it here."""
+    stack = [(obj, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeError:
+                raise ConditionError(where, "text that is not valid Unicode") from None
+        elif isinstance(node, dict):
+            stack += [(k, where) for k in node] + [(v, f"{where}.{k}") for k, v in node.items()]
+        elif isinstance(node, list):
+            stack += [(v, f"{where}[{i}]") for i, v in enumerate(node)]
+
+
 def parse_condition(obj, path: str = "condition") -> Condition:
     try:
+        _unicode_problem(obj, path)
         return _parse(obj, path)
     except RecursionError:  # thousands of levels, or a YAML alias that contains itself
         raise ConditionError(path, "nested too deeply") from None

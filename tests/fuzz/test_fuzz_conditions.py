@@ -25,7 +25,6 @@ import random
 import zlib
 
 import duckdb
-import pytest
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 
@@ -289,14 +288,6 @@ def test_any_structure_is_a_condition_or_a_condition_error(raw, data):
 # ---------------------------------------------------------------- open bugs, pinned
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: parse_condition accepts a text literal with a lone surrogate ({'attribute.plan': "
-    "{'eq': '\\ud800'}}, which YAML's \"\\ud800\" escape produces), and compile_segment puts it "
-    "into SQL that DuckDB cannot take: duckdb.extract_statements raises TypeError "
-    "(incompatible function arguments) and DuckDBPyConnection.execute raises RuntimeError "
-    "(std::bad_cast), so the sidecar's consistency check fails on such a segment "
-    "(sidecar/check.py:108, _recount_segments). state/sql.py:105 Dialect.string writes the "
-    "literal as is."))
 def test_a_lone_surrogate_in_a_literal_compiles_to_sql_duckdb_takes():
     """A condition that parses compiles to SQL that DuckDB accepts: a text literal that is
     not valid Unicode (a lone surrogate) is either refused by the parser or escaped."""
