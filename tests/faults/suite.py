@@ -134,9 +134,15 @@ class Run:
         self.settings = settings.with_(commit_interval=1.0, session_timeout=6.0)
         self.report = Report(name)
         self.rng = random.Random(seed)
-        members = max(20, events // 40)
-        self.rounds = Workload(seed=seed, members=members, anonymous=members).rounds(
-            max(4, events // 1000), min(1000, max(100, events // 4)))
+        members = max(20, events // 150)
+        rounds, total = [], 0
+        for log in Workload(seed=seed, members=members, anonymous=members).rounds(
+                max(4, events // 1000) + 2, min(1000, max(100, events // 4))):
+            rounds.append(log[:events - total])  # a cut round keeps every key's order
+            total += len(rounds[-1])
+            if total >= events:
+                break
+        self.rounds = [r for r in rounds if r]
         self.workdir = workdir
         self.clock = Clock(str(workdir / "clock"))
         self.clock.set(Workload().start_ms)  # waits fall due only when the run moves it

@@ -349,66 +349,7 @@ yaml_texts = st.one_of(
 
 
 # ---------------------------------------------------------------- the promises
-# Open bugs found by these tests are pinned by the strict xfail tests at the end of this file;
-# the fuzz tests tolerate exactly those failures on exactly those classes of input (and count
-# them), so that they keep exploring everything else. When a bug is fixed its xfail test
-# passes, which fails the run: then delete the marker and the tolerance here.
-
-
-def _unhashable_step_or_stage_id(doc) -> bool:
-    """Some journey's stage or step has an id that is a list or a mapping."""
-    journeys = doc.get("journeys") if isinstance(doc, dict) else None
-    for journey in journeys if isinstance(journeys, list) else ():
-        stages = journey.get("stages") if isinstance(journey, dict) else None
-        for stage in stages if isinstance(stages, list) else ():
-            if not isinstance(stage, dict):
-                continue
-            steps = stage.get("steps") if isinstance(stage.get("steps"), list) else ()
-            items = [stage] + [step for step in steps if isinstance(step, dict)]
-            if any(isinstance(item.get("id"), (list, dict)) for item in items):
-                return True
-    return False
-
-
-def _sql_not_unicode(doc) -> bool:
-    """Some batch audience's SQL text holds a lone surrogate (no UTF-8 for it)."""
-    segments = doc.get("segments") if isinstance(doc, dict) else None
-    for item in segments if isinstance(segments, list) else ():
-        if isinstance(item, dict) and isinstance(item.get("sql"), str):
-            try:
-                item["sql"].encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-    return False
-
-
-def _known_bug(source, exc: Exception) -> str | None:
-    """The open bug `exc` is, for this input, or None: then it is a new one."""
-    if isinstance(source, str):
-        try:
-            source = yaml.safe_load(source)
-        except yaml.YAMLError:
-            return None
-        except Exception as parse_error:  # noqa: BLE001 - the bug itself
-            if type(parse_error) is type(exc):
-                return "a YAML value the safe loader cannot construct"
-            return None
-    if isinstance(exc, TypeError) and _unhashable_step_or_stage_id(source):
-        return "a step or stage id that is a list or a mapping"
-    if isinstance(exc, TypeError) and _sql_not_unicode(source):
-        return "SQL text that is not Unicode"
-    return None
-
-
-def _until_beyond_year_9999(defs: DefinitionSet) -> bool:
-    return any(step.until is not None and step.until > LAST_DATETIME_MS
-               for versions in defs.journey_versions.values() for j in versions.values()
-               for stage in j.stages for step in stage.steps)
-
-
-def _nan_payload(defs: DefinitionSet) -> bool:
-    return any(value != value for j in defs.journeys for stage in j.stages
-               for step in stage.steps for value in step.payload.values())
+# Every bug these tests found is fixed and has a test of its own at the end of this file.
 
 
 def loaded(source, existing: DefinitionSet | None = None) -> DefinitionSet | None:
@@ -424,27 +365,15 @@ def loaded(source, existing: DefinitionSet | None = None) -> DefinitionSet | Non
             assert isinstance(problem, str) and problem, entry
         event("rejected")
         return None
-    except Exception as exc:
-        bug = _known_bug(source, exc)
-        if bug is None:
-            raise
-        event(f"known bug: {bug}")
-        return None
     assert isinstance(defs, DefinitionSet)
     return defs
 
 
-def published(source, defs: DefinitionSet, tolerate_known_bugs: bool = True) -> None:
+def published(source, defs: DefinitionSet) -> None:
     """What `cjo apply` and the workers do with an accepted set (topology/definitions.py):
     each record becomes JSON text; from_records rebuilds the set from the parsed JSON, with
     the same records; and applying the same source again over it changes nothing."""
-    try:
-        records = to_records(defs, all_versions=True)
-    except OverflowError:
-        if tolerate_known_bugs and _until_beyond_year_9999(defs):
-            event("known bug: a wait until after 9999-12-31")
-            return
-        raise
+    records = to_records(defs, all_versions=True)
     texts_ = [(key, json.dumps(body, sort_keys=True)) for key, body in records]
     on_the_topic = from_records([(key, json.loads(text)) for key, text in texts_])
     assert [(key, json.dumps(body, sort_keys=True))
@@ -452,9 +381,6 @@ def published(source, defs: DefinitionSet, tolerate_known_bugs: bool = True) -> 
     again = load_definitions(source, on_the_topic)
     versions = {jid: sorted(v) for jid, v in again.journey_versions.items()}
     if versions != {jid: sorted(v) for jid, v in on_the_topic.journey_versions.items()}:
-        if tolerate_known_bugs and _nan_payload(defs):
-            event("known bug: a NaN in a payload makes a new version")
-            return
         raise AssertionError(f"applying the same file again made new versions: {versions}")
 
 
@@ -527,7 +453,7 @@ def test_an_until_after_year_9999_can_be_applied():
             {"id": "e", "kind": "end"}]}]}]})
     except DefinitionError:
         return
-    published({}, defs, tolerate_known_bugs=False)
+    published({}, defs)
 
 
 def test_a_nan_in_a_payload_is_refused():

@@ -111,27 +111,19 @@ def forwarded(record: dict, value: bytes, partition: int, offset: int, alias) ->
     return [{**base, "kind": "event", "profile_id": target}]
 
 
-def written(profile: dict, tolerate_known_bugs: bool) -> None:
+def written(profile: dict) -> None:
     """What the agent writes after a step: the profile (profiles table) and its waits (the
     due-time index, sync_index). Both must encode, or the worker stops (fail_stop)."""
-    try:
-        WIRE.encode_profile(profile)
-        for journey, seq, due in waits(profile):
-            key = index_key(profile["profile_id"], journey, seq, due)
-            key.encode()
-            WAKEUPS.encode({"profile_id": profile["profile_id"], "journey": journey,
-                            "seq": seq, "due": due})
-    except CodecError:
-        # Open bug, pinned by test_an_event_at_the_end_of_time_does_not_stop_the_worker.
-        if tolerate_known_bugs and any(due > INT64[1] for _, _, due in waits(profile)):
-            event("known bug: a wait due after 2**63 - 1 ms")
-            return
-        raise
+    WIRE.encode_profile(profile)
+    for journey, seq, due in waits(profile):
+        key = index_key(profile["profile_id"], journey, seq, due)
+        key.encode()
+        WAKEUPS.encode({"profile_id": profile["profile_id"], "journey": journey,
+                        "seq": seq, "due": due})
 
 
 def through_the_worker(key: bytes | None, value: bytes | None, timestamp: int,
-                       partition: int = 0, offset: int = 7, alias=None,
-                       tolerate_known_bugs: bool = True) -> str:
+                       partition: int = 0, offset: int = 7, alias=None) -> str:
     """One record of `<app>.events` through the worker; returns its fate (for statistics).
     An identify's merge (identify barrier, merge_out, merge_in) is followed to its end."""
     rejection = checked(check_size(value, SETTINGS.max_event_bytes))
@@ -158,7 +150,7 @@ def through_the_worker(key: bytes | None, value: bytes | None, timestamp: int,
                               LIMITS)
         position += 1
         profiles[profile_id] = profile
-        written(profile, tolerate_known_bugs)
+        written(profile)
         for out in sends:
             out["key"].encode()
             assert isinstance(out["value"], bytes)
@@ -367,7 +359,7 @@ def test_an_event_at_the_end_of_time_does_not_stop_the_worker():
     end = INT64[1]
     value = EVENTS.encode({"event_id": "e1", "name": "identify", "visitor_id": "v1",
                            "user_id": "u1", "time": end, "request_id": None, "values": {}})
-    through_the_worker(b"v1", value, end, tolerate_known_bugs=False)
+    through_the_worker(b"v1", value, end)
 
 
 def test_a_long_beyond_64_bits_is_a_codec_error():
