@@ -81,7 +81,10 @@ class Cluster:
     def __init__(self, settings: Settings, logs: Path, clock: Clock, workers: int = 1) -> None:
         self.clock = clock
         self.logs = logs
-        self.settings = [settings.with_(web_port=settings.web_port + i) for i in range(workers)]
+        from tests.conftest import free_port
+
+        self.settings = [settings] + [settings.with_(web_port=free_port())
+                                      for _ in range(workers - 1)]
         self.procs: list[WorkerProcess | None] = [None] * workers
         self.starts = 0
 
