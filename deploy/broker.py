@@ -172,12 +172,14 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         cmd = self._java(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file),
+            # `--cluster-id=<id>` in one word: a random id may start with "-", which the tool
+            # would take for an option (it failed so about one start in 64).
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+            "-c", str(self.config_file),
             log=str(self.data_dir / "format.log"),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 and not (self.log_dirs / "meta.properties").exists():
-            # Seen once, not reproduced: the format tool exited non-zero without a word.
             # It is safe to run again while nothing was written.
             proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
