@@ -68,6 +68,22 @@ def _sidecar_journey(funnels: dict, jid: str, version: int, key: str = "journeys
     return []
 
 
+def _commit_state(app) -> dict:
+    """Per input partition: the offset committed, the last read, and the offsets processed but
+    not committed yet (Faust's private bookkeeping: a stuck commit shows here)."""
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None:
+        return {}
+    out = {}
+    for tp in sorted(app.assignor.assigned_actives()):
+        acked = consumer._acked.get(tp) or []
+        out[f"{tp.topic}[{tp.partition}]"] = {
+            "committed": consumer._committed_offset.get(tp),
+            "read": consumer._read_offset.get(tp),
+            "acked_first": min(acked) if acked else None, "acked": len(acked)}
+    return out
+
+
 def register(topology) -> None:
     app, settings = topology.app, topology.settings
     profiles, aliases = topology.tables["profiles"], topology.tables["aliases"]
@@ -95,7 +111,8 @@ def register(topology) -> None:
     async def stats(view, request):
         return view.json({**topology.stats.as_dict(),
                           "definitions_ready": definitions.ready.is_set(),
-                          "definitions": definitions.versions})
+                          "definitions": definitions.versions,
+                          "commits": _commit_state(app)})
 
     @app.page("/profiles/{profile_id}")
     @app.table_route(table=profiles, match_info="profile_id")
