@@ -54,7 +54,6 @@ import random
 import resource
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +71,7 @@ from cjo.settings import Settings
 from cjo.web_client import WebError, call, get_json
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
+from deploy.ports import free_port, free_port_pair
 from schemas.codec import AvroCodec
 from state.definitions import load_definitions
 from topology import topics
@@ -392,29 +392,6 @@ def describe_workload(log: list[tuple[bytes, dict]]) -> str:
 
 
 # -- broker, topics, small helpers ------------------------------------------------------------
-
-def free_port_pair() -> int:
-    """A port p such that p and p+1 (the broker's controller) are both free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
-            continue
-        try:
-            with socket.socket() as s2:
-                s2.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the process's peak resident set size."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cjo.settings import Settings
 from deploy.broker import LocalBroker
-from tests.conftest import free_port, free_port_pair
+from deploy.ports import free_port, free_port_pair
 from tests.faults.suite import (HEADER, broker_scenario, kill_scenario, lost_state_scenario,
                                 takeover_scenario)
 

@@ -81,7 +81,7 @@ class Cluster:
     def __init__(self, settings: Settings, logs: Path, clock: Clock, workers: int = 1) -> None:
         self.clock = clock
         self.logs = logs
-        from tests.conftest import free_port
+        from deploy.ports import free_port
 
         self.settings = [settings] + [settings.with_(web_port=free_port())
                                       for _ in range(workers - 1)]

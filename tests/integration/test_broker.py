@@ -5,7 +5,7 @@ import pytest
 
 from cjo.settings import Settings
 from deploy.broker import BrokerError, LocalBroker
-from tests.conftest import free_port_pair
+from deploy.ports import free_port_pair
 
 
 def test_start_is_idempotent(broker):
