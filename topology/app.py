@@ -127,8 +127,8 @@ def create_app(settings: Settings) -> Topology:
         )
         for spec in topics.ALL
     }
-    wire = AvroWire(settings)
     stats = WorkerStats()
+    wire = AvroWire(settings, on_output=stats.count_output)
     topology = Topology(
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,
         dead_letters=DeadLetters(declared["dead-letters"], wire.codecs["dead-letters"], stats),

@@ -40,17 +40,8 @@ def register(topology) -> None:
         mine = {tp.partition for tp in revoked if tp.topic == inputs.get_topic_name()}
         snapshots.forget(mine)
         journey_counts.forget(mine)
-    metrics = topology.metrics
-    kind_field = {"journey-transitions": "kind", "segment-changes": "change"}
 
-    def count_outputs(sends) -> None:
-        for out in sends:
-            topic = out["topic"]
-            if topic == "activations":
-                stats.outputs[(topic, "activation")] += 1
-            elif topic in kind_field:
-                kind = wire.codecs[topic].decode(out["value"])[kind_field[topic]]
-                stats.outputs[(topic, kind)] += 1
+    metrics = topology.metrics
 
     def committed(tp) -> int | None:
         # Faust records what it committed (the next offset to read); outbox entries below it
@@ -95,7 +86,6 @@ def register(topology) -> None:
                 fail_stop(message, exc)
             stats.counters["inputs_applied"] += 1
             if sends:
-                count_outputs(sends)
                 metrics.latency.labels("arrival").observe(time.time() - message.timestamp)
                 if record["kind"] == "event":
                     event_time = wire.decode_event(record["event"])["time"]

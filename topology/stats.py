@@ -4,12 +4,22 @@ from __future__ import annotations
 from collections import Counter, deque
 
 
+# The field that names an output record's kind, per output topic (activations have none).
+OUTPUT_KINDS = {"journey-transitions": "kind", "segment-changes": "change", "activations": None}
+
+
 class WorkerStats:
     def __init__(self) -> None:
         self.dead_letters: Counter = Counter()  # by reason code
         self.counters: Counter = Counter()
         self.outputs: Counter = Counter()  # (topic, kind) of new output records
         self.wakeup_delays: deque[int] = deque(maxlen=10_000)  # ms, due → applied, recent
+
+    def count_output(self, topic: str, record: dict) -> None:
+        """A new record for an output topic (merge hand-overs to profile-inputs are not)."""
+        if topic in OUTPUT_KINDS:
+            field = OUTPUT_KINDS[topic]
+            self.outputs[(topic, record[field] if field else "activation")] += 1
 
     def observe_wakeup(self, delay_ms: int) -> None:
         self.wakeup_delays.append(delay_ms)

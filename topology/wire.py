@@ -7,7 +7,10 @@ from topology import topics
 
 
 class AvroWire:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_output=None) -> None:
+        # Told of every output record the domain makes, once, when it is first encoded (a
+        # resent copy reuses the bytes): the worker counts them by kind without decoding.
+        self.on_output = on_output
         self.codecs = {spec.name: AvroCodec(spec.schema, settings.topic(spec.name))
                        for spec in topics.ALL}
         profiles, aliases, _ = topics.CHANGELOGS
@@ -32,4 +35,7 @@ class AvroWire:
         return self.profile.decode(data)
 
     def encode_output(self, topic: str, record: dict) -> bytes:
-        return self.codecs[topic].encode(record)
+        data = self.codecs[topic].encode(record)
+        if self.on_output is not None:
+            self.on_output(topic, record)
+        return data
