@@ -16,7 +16,7 @@ from topology import topics
 from topology.codecs import register_avro
 from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
-from topology.faust_fixes import App, CommitWatchdog
+from topology.faust_fixes import App
 from topology.metrics import Metrics
 from topology.stats import WorkerStats
 from topology.web_access import web_options
@@ -36,7 +36,6 @@ class Topology:
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
     metrics: "Metrics | None" = None
     journey_counts: object = None  # set by topology.profiles
-    commit_watchdog: object = None
 
     def table(self, name: str, schema: str) -> faust.types.TableT:
         """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are Avro
@@ -138,10 +137,6 @@ def create_app(settings: Settings) -> Topology:
     topology.metrics = Metrics(topology)
 
     from topology import identity, profiles, views
-
-    watchdog = topology.commit_watchdog = CommitWatchdog(app, {
-        settings.topic("events"), settings.topic("profile-inputs")})
-    app.timer(watchdog.interval)(watchdog.tick)
 
     app.task(topology.definitions.run)
     identity.register(topology)

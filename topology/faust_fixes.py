@@ -8,19 +8,24 @@
 - An exception inside an agent makes Faust log it, ack the event and restart the agent: the
   event is dropped. `fail_stop` ends the worker at once instead, without committing, so that the
   event is processed again after the restart (processing is idempotent).
-- Around a rebalance right after a restart, Faust can lose the acknowledgements of inputs it
-  processed (seen after a restart with an empty RocksDB directory): the inputs after them are
-  processed and acknowledged, but the committed offset stays behind the hole forever, since
-  Faust commits only a contiguous run of acknowledged offsets. `CommitWatchdog` finds a hole
-  that does not move and re-reads the partition from its committed offset; the inputs come
-  again, the profile agent skips those it applied (idempotence) and applies any it had not,
-  and the commit moves on.
+- After a rebalance Faust resumes the input partitions and only then seeks them back to their
+  committed offsets, with records flowing: records fetched in between are delivered to the
+  agents' queues (which the end of the rebalance then empties), and the rest of a batch fetched
+  before the seek is still delivered after it. Faust takes the jump from the committed offset
+  to that batch for a gap in the topic (as after compaction) and counts the records in it as
+  done: they were never applied, and their offsets are committed (seen after a restart with an
+  empty RocksDB directory: dozens of inputs lost per partition). `App` stops the flow of
+  records before that seek; Faust resumes it after emptying the queues, so reading starts
+  again at the committed offset.
+- `InputOrder` makes any such jump fatal rather than silent: an agent applies the records of a
+  partition only in offset order, without holes, or the worker stops without committing and
+  its restart reads the partition again from the committed offset.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections import defaultdict
 
 import faust
 
@@ -39,6 +44,20 @@ class App(faust.App):
         buffer.flush = drain
         return producer
 
+    def _new_consumer(self):
+        consumer = super()._new_consumer()
+        seek = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            # Every caller resumes the flow after it (Recovery does so after emptying the
+            # agents' queues); the batch being delivered stops at the next record.
+            consumer.stop_flow()
+            await asyncio.sleep(0)
+            await seek()
+
+        consumer.perform_seek = perform_seek
+        return consumer
+
 
 def fail_stop(message, exc: BaseException) -> None:
     log.critical("stopping the worker without committing: %s[%d]@%d could not be completed: %r",
@@ -54,40 +73,47 @@ def stores_settled(app) -> bool:
     return not app.rebalancing and app.tables.recovery.completed.is_set()
 
 
-class CommitWatchdog:
-    """Every `interval` seconds, per input partition: a hole at the head of the acknowledged
-    offsets (the first acknowledged offset more than one past the committed one) that has not
-    changed for `patience` looks is re-read from the committed offset."""
+class InputOrder:
+    """Checks that an agent sees each input partition's records in offset order without holes.
 
-    interval = 5.0
-    patience = 3
+    The first record after an assignment must be the committed one; a record before the next
+    expected one is a re-read after a seek (processing is idempotent). A hole ends the worker
+    without committing (`fail_stop`), unless the records in it are gone from the log
+    (retention), which is logged as an error. `markers` holes of that size are accepted: a
+    topic written by transactional producers has one control record after each transaction."""
 
-    def __init__(self, app, topics: set[str]) -> None:
+    def __init__(self, app, markers: int = 0) -> None:
         self.app = app
-        self.topics = topics
-        self.seen: dict = defaultdict(int)
-        self.reread = 0
+        self.markers = markers
+        self.next: dict = {}
+        app.on_partitions_revoked.connect(self._forget)
 
-    async def tick(self) -> None:
-        consumer = getattr(self.app, "_consumer", None)
-        if consumer is None or not stores_settled(self.app):
+    def _forget(self, sender, revoked, **kwargs) -> None:
+        for tp in revoked:
+            self.next.pop(tp, None)
+
+    def follows(self, message) -> bool:
+        """True (and noted) when `message` is the next record of its partition."""
+        tp, offset = message.tp, message.offset
+        expected = self.next.get(tp)
+        if expected is None:
+            expected = self.app.consumer._committed_offset.get(tp)  # Faust's, private
+        if expected is None or offset - expected <= self.markers:
+            self.next[tp] = offset + 1
+            return True
+        return False
+
+    async def hole(self, message) -> None:
+        """`message` came after a hole: stop, unless the records in the hole are gone."""
+        tp, offset = message.tp, message.offset
+        expected = self.next.get(tp, self.app.consumer._committed_offset.get(tp))
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest >= offset:
+            log.error("%s[%d]: records %d..%d were deleted from the log before they were "
+                      "read (retention shorter than the backlog)", tp.topic, tp.partition,
+                      expected, offset - 1)
+            self.next[tp] = offset + 1
             return
-        holes = {}
-        for tp in self.app.assignor.assigned_actives():
-            if tp.topic not in self.topics:
-                continue
-            acked = consumer._acked.get(tp)  # Faust's private bookkeeping
-            committed = consumer._committed_offset.get(tp)
-            if acked and committed is not None and min(acked) - committed > 1:
-                holes[tp] = (committed, min(acked))
-        self.seen = defaultdict(int, {k: v for k, v in self.seen.items()
-                                      if k[0] in holes and holes[k[0]] == k[1]})
-        for tp, hole in holes.items():
-            self.seen[(tp, hole)] += 1
-            if self.seen[(tp, hole)] >= self.patience:
-                log.warning("commit of %s[%d] stuck at %d (next acknowledged %d): reading "
-                            "the partition again from %d", tp.topic, tp.partition, hole[0],
-                            hole[1], hole[0])
-                del self.seen[(tp, hole)]
-                self.reread += 1
-                await consumer.seek(tp, hole[0])
+        fail_stop(message, LookupError(
+            f"records {expected}..{offset - 1} of {tp.topic}[{tp.partition}] were not "
+            f"delivered"))

@@ -12,7 +12,7 @@ import logging
 from schemas.codec import CodecError
 from state.events import IDENTIFY, canonical_id, check_event, check_size
 from state.profile import Limits
-from topology.faust_fixes import fail_stop
+from topology.faust_fixes import InputOrder, fail_stop
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,14 @@ def register(topology) -> None:
                   "merge_id": None, "state": None, **extra}
         await inputs.send(key=profile_id.encode(), value=encode_input(record))
 
+    # Producers may write events in transactions: one control record after each.
+    order = InputOrder(app, markers=1)
+
     @app.agent(events, name="identity")
     async def identity(stream):
         async for event in stream.events():
+            if not order.follows(event.message):
+                await order.hole(event.message)
             try:
                 await route(event.message)
             except Exception as exc:  # not the event's fault (bad input is dead-lettered)

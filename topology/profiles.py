@@ -12,7 +12,7 @@ from state.profile import Limits
 from topology.journey_counts import JourneyCounts, positions
 from topology.snapshots import Snapshotter
 from topology.wakeups import WakeupTimer, index_key, sync_index
-from topology.faust_fixes import fail_stop
+from topology.faust_fixes import InputOrder, fail_stop
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,15 @@ def register(topology) -> None:
         # are durable. Private attribute: Faust has no public accessor.
         return app.consumer._committed_offset.get(tp)
 
+    order = InputOrder(app)  # we write this topic, without transactions: no gaps at all
+
     @app.agent(inputs, name="profiles")
     async def apply_inputs(stream):
         await definitions.ready.wait()
         async for event in stream.events():
             message = event.message
+            if not order.follows(message):
+                await order.hole(message)
             try:
                 record = wire.decode_input(message.value)
                 profile_id = record["profile_id"]
