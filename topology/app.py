@@ -18,6 +18,7 @@ from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
 from topology.faust_fixes import App
 from topology.metrics import Metrics
+from topology.sending import Sender
 from topology.stats import WorkerStats
 from topology.web_access import web_options
 from topology.wire import AvroWire
@@ -32,6 +33,7 @@ class Topology:
     stats: WorkerStats
     dead_letters: DeadLetters
     definitions: DefinitionsFollower
+    sender: Sender
     clock: Clock
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
     metrics: "Metrics | None" = None
@@ -127,10 +129,12 @@ def create_app(settings: Settings) -> Topology:
         for spec in topics.ALL
     }
     stats = WorkerStats()
+    sender = Sender(app, {name: settings.topic(name) for name in declared})
     wire = AvroWire(settings, on_output=stats.count_output)
     topology = Topology(
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,
-        dead_letters=DeadLetters(declared["dead-letters"], wire.codecs["dead-letters"], stats),
+        sender=sender,
+        dead_letters=DeadLetters(sender, wire.codecs["dead-letters"], stats),
         definitions=DefinitionsFollower(settings),
         clock=Clock(),
     )

@@ -7,8 +7,8 @@ log = logging.getLogger(__name__)
 
 
 class DeadLetters:
-    def __init__(self, topic, codec, stats) -> None:
-        self.topic = topic
+    def __init__(self, sender, codec, stats) -> None:
+        self.sender = sender
         self.codec = codec
         self.stats = stats
 
@@ -16,16 +16,13 @@ class DeadLetters:
         self.stats.dead_letters[code] += 1
         log.warning("dead letter %s[%d]@%d %s: %s", message.topic, message.partition,
                     message.offset, code, reason)
-        await self.topic.send(
-            key=message.key,
-            value=self.codec.encode({
-                "reason_code": code,
-                "reason": reason,
-                "source_topic": message.topic,
-                "source_partition": message.partition,
-                "source_offset": message.offset,
-                "key": message.key,
-                "value": message.value,
-                "timestamp": int(message.timestamp * 1000),
-            }),
-        )
+        await self.sender.send("dead-letters", message.key, self.codec.encode({
+            "reason_code": code,
+            "reason": reason,
+            "source_topic": message.topic,
+            "source_partition": message.partition,
+            "source_offset": message.offset,
+            "key": message.key,
+            "value": message.value,
+            "timestamp": int(message.timestamp * 1000),
+        }))

@@ -117,3 +117,4 @@ class InputOrder:
         fail_stop(message, LookupError(
             f"records {expected}..{offset - 1} of {tp.topic}[{tp.partition}] were not "
             f"delivered"))
+

@@ -29,7 +29,7 @@ def member_at(alias: dict | None, offset: int) -> str | None:
 def register(topology) -> None:
     app, wire, stats = topology.app, topology.wire, topology.stats
     events = topology.topics["events"]
-    inputs = topology.topics["profile-inputs"]
+    send = topology.sender.send
     dead = topology.dead_letters
     aliases = topology.table("aliases", "alias")
     encode_input = wire.encode_input
@@ -40,7 +40,7 @@ def register(topology) -> None:
                   "source_partition": message.partition, "source_offset": message.offset,
                   "event": message.value, "visitor_id": None, "member_id": None,
                   "merge_id": None, "state": None, **extra}
-        await inputs.send(key=profile_id.encode(), value=encode_input(record))
+        await send("profile-inputs", profile_id.encode(), encode_input(record))
 
     # Producers may write events in transactions: one control record after each.
     order = InputOrder(app, markers=1)

@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 def register(topology) -> None:
     app, wire, stats = topology.app, topology.wire, topology.stats
     inputs = topology.topics["profile-inputs"]
-    outputs = {name: topology.topics[name] for name in
-               ("profile-inputs", "segment-changes", "activations", "journey-transitions")}
+    send = topology.sender.send
     dead = topology.dead_letters
     definitions = topology.definitions
     profiles = topology.table("profiles", "profile")
@@ -85,7 +84,7 @@ def register(topology) -> None:
                     stats.observe_wakeup(delay)
                     metrics.wakeup_delay.observe(max(0, delay) / 1000)
                 for out in sends:
-                    await outputs[out["topic"]].send(key=out["key"].encode(), value=out["value"])
+                    await send(out["topic"], out["key"].encode(), out["value"])
             except Exception as exc:  # not the input's fault: never ack it
                 fail_stop(message, exc)
             stats.counters["inputs_applied"] += 1

@@ -83,8 +83,8 @@ class Snapshotter:
             manifest = {"partition": partition, "offset": entry["offset"],
                         "created_at": int(time.time() * 1000), "files": files}
             codec = self.topology.wire.codecs["snapshots"]
-            await self.topology.topics["snapshots"].send(key=str(partition).encode(),
-                                                        value=codec.encode(manifest))
+            await self.topology.sender.send("snapshots", str(partition).encode(),
+                                            codec.encode(manifest))
             self.topology.stats.counters["snapshots"] += 1
             self.topology.stats.counters["snapshot_last_at"] = time.time()
 

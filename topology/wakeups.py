@@ -71,7 +71,7 @@ class WakeupTimer:
             return
         now_ms = self.clock.now_ms()
         wire = self.topology.wire
-        inputs = self.topology.topics["profile-inputs"]
+        send = self.topology.sender.send
         pending = 0
         for key in list(self.due_entries(now_ms)):
             pending += 1
@@ -84,7 +84,7 @@ class WakeupTimer:
                       "source_offset": -1, "event": None, "visitor_id": None, "member_id": None,
                       "merge_id": None, "state": None, "journey": journey, "seq": int(seq),
                       "due": int(due)}
-            await inputs.send(key=profile_id.encode(), value=wire.encode_input(record))
+            await send("profile-inputs", profile_id.encode(), wire.encode_input(record))
             self.sent[key] = time.monotonic()
         self.topology.stats.counters["wakeups_pending_due"] = pending
         if len(self.sent) > 100_000:
