@@ -60,8 +60,13 @@ class App(faust.App):
 
 
 def fail_stop(message, exc: BaseException) -> None:
-    log.critical("stopping the worker without committing: %s[%d]@%d could not be completed: %r",
-                 message.topic, message.partition, message.offset, exc, exc_info=exc)
+    stop_worker(f"{message.topic}[{message.partition}]@{message.offset} could not be "
+                f"completed: {exc!r}", exc)
+
+
+def stop_worker(reason: str, exc: BaseException | None = None) -> None:
+    """Ends the worker at once, without committing anything more."""
+    log.critical("stopping the worker without committing: %s", reason, exc_info=exc)
     logging.shutdown()
     os._exit(70)  # EX_SOFTWARE; a supervisor restarts the worker
 

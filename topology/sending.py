@@ -8,10 +8,7 @@ the broker refuses in the end (retries exhausted) stops the worker before anythi
 committed: its input is processed again after the restart."""
 from __future__ import annotations
 
-import logging
-import os
-
-log = logging.getLogger(__name__)
+from topology.faust_fixes import stop_worker
 
 
 class Sender:
@@ -28,7 +25,4 @@ class Sender:
     def _delivered(sent) -> None:
         if sent.cancelled() or sent.exception() is None:
             return
-        log.critical("stopping the worker without committing: a record was not delivered: %r",
-                     sent.exception())
-        logging.shutdown()
-        os._exit(70)  # EX_SOFTWARE; a supervisor restarts the worker
+        stop_worker(f"a record was not delivered: {sent.exception()!r}", sent.exception())
