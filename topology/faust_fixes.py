@@ -71,6 +71,12 @@ def stop_worker(reason: str, exc: BaseException | None = None) -> None:
     os._exit(70)  # EX_SOFTWARE; a supervisor restarts the worker
 
 
+def committed_offset(app, tp) -> int | None:
+    """The next offset to read of `tp` as Faust last committed it. Faust keeps it only in a
+    private attribute: this is the one place that reads it for the agents."""
+    return app.consumer._committed_offset.get(tp)
+
+
 def stores_settled(app) -> bool:
     """True when no rebalance or table recovery is under way: only then may a timer read the
     tables' RocksDB stores directly (reading them opens a partition's database, which must not
@@ -97,21 +103,22 @@ class InputOrder:
         for tp in revoked:
             self.next.pop(tp, None)
 
+    def _expected(self, tp) -> int | None:
+        expected = self.next.get(tp)
+        return committed_offset(self.app, tp) if expected is None else expected
+
     def follows(self, message) -> bool:
         """True (and noted) when `message` is the next record of its partition."""
-        tp, offset = message.tp, message.offset
-        expected = self.next.get(tp)
-        if expected is None:
-            expected = self.app.consumer._committed_offset.get(tp)  # Faust's, private
-        if expected is None or offset - expected <= self.markers:
-            self.next[tp] = offset + 1
+        expected = self._expected(message.tp)
+        if expected is None or message.offset - expected <= self.markers:
+            self.next[message.tp] = message.offset + 1
             return True
         return False
 
     async def hole(self, message) -> None:
         """`message` came after a hole: stop, unless the records in the hole are gone."""
         tp, offset = message.tp, message.offset
-        expected = self.next.get(tp, self.app.consumer._committed_offset.get(tp))
+        expected = self._expected(tp)
         earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
         if earliest is not None and earliest >= offset:
             log.error("%s[%d]: records %d..%d were deleted from the log before they were "

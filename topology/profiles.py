@@ -12,7 +12,7 @@ from state.profile import Limits
 from topology.journey_counts import JourneyCounts, positions
 from topology.snapshots import Snapshotter
 from topology.wakeups import WakeupTimer, index_key, sync_index
-from topology.faust_fixes import InputOrder, fail_stop
+from topology.faust_fixes import InputOrder, committed_offset, fail_stop
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,6 @@ def register(topology) -> None:
 
     metrics = topology.metrics
 
-    def committed(tp) -> int | None:
-        # Faust records what it committed (the next offset to read); outbox entries below it
-        # are durable. Private attribute: Faust has no public accessor.
-        return app.consumer._committed_offset.get(tp)
-
     order = InputOrder(app)  # we write this topic, without transactions: no gaps at all
 
     @app.agent(inputs, name="profiles")
@@ -62,8 +57,10 @@ def register(topology) -> None:
                 current = profiles.get(profile_id)
                 before = waits(current) if current else set()
                 was = positions(current)
+                # Outbox entries below the committed offset are durable: step prunes them.
                 profile, sends = step(current, record, message.offset,
-                                      committed(message.tp), definitions.current, wire, limits)
+                                      committed_offset(app, message.tp), definitions.current,
+                                      wire, limits)
             except CodecError as exc:
                 await dead.send(message, "undecodable", exc.problem)
                 continue
