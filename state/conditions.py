@@ -4,6 +4,8 @@ A condition is parsed once into a small tree of frozen dataclasses, then evaluat
 Python for every event and, later, compiled to SQL by the sidecar. The tree is therefore
 declarative (references and operators, no callables), and parsing does all the work that
 can be done once: splitting reference paths, parsing durations, checking value types.
+For evaluation each node builds, once and on first use, its `test`: a closure over its
+children's tests and its operator, so that an event does not walk the tree again.
 
 Syntax (YAML or JSON):
 
@@ -47,7 +49,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterator, Union
+from functools import cached_property
+from typing import Callable, Iterator, Union
 
 from state.durations import DAY, HOUR, format_duration, parse_duration
 
@@ -263,17 +266,32 @@ class Check:
     value: object
 
 
+Test = Callable[[EvalContext], bool]
+
+
 @dataclass(frozen=True)
 class Comparison:
     ref: Reference
     checks: tuple[Check, ...]
 
     def holds(self, ctx: EvalContext) -> bool:
-        actual = self.ref.read(ctx)  # read once, however many operators
-        for check in self.checks:
-            if not _OPS[check.op](actual, check.value):
-                return False
-        return True
+        return self.test(ctx)
+
+    @cached_property
+    def test(self) -> Test:
+        read = self.ref.read  # read once, however many operators
+        checks = tuple(_predicate(check.op, check.value) for check in self.checks)
+        if len(checks) == 1:
+            (check,) = checks
+            return lambda ctx: check(read(ctx))
+
+        def holds(ctx: EvalContext) -> bool:
+            actual = read(ctx)
+            for check in checks:
+                if not check(actual):
+                    return False
+            return True
+        return holds
 
 
 @dataclass(frozen=True)
@@ -281,10 +299,21 @@ class AllOf:
     items: tuple["Condition", ...]
 
     def holds(self, ctx: EvalContext) -> bool:
-        for item in self.items:
-            if not item.holds(ctx):
-                return False
-        return True
+        return self.test(ctx)
+
+    @cached_property
+    def test(self) -> Test:
+        tests = tuple(item.test for item in self.items)
+        if len(tests) == 2:
+            first, second = tests
+            return lambda ctx: first(ctx) and second(ctx)
+
+        def holds(ctx: EvalContext) -> bool:
+            for test in tests:
+                if not test(ctx):
+                    return False
+            return True
+        return holds
 
 
 @dataclass(frozen=True)
@@ -292,10 +321,21 @@ class AnyOf:
     items: tuple["Condition", ...]
 
     def holds(self, ctx: EvalContext) -> bool:
-        for item in self.items:
-            if item.holds(ctx):
-                return True
-        return False
+        return self.test(ctx)
+
+    @cached_property
+    def test(self) -> Test:
+        tests = tuple(item.test for item in self.items)
+        if len(tests) == 2:
+            first, second = tests
+            return lambda ctx: first(ctx) or second(ctx)
+
+        def holds(ctx: EvalContext) -> bool:
+            for test in tests:
+                if test(ctx):
+                    return True
+            return False
+        return holds
 
 
 @dataclass(frozen=True)
@@ -303,7 +343,12 @@ class Not:
     item: "Condition"
 
     def holds(self, ctx: EvalContext) -> bool:
-        return not self.item.holds(ctx)
+        return self.test(ctx)
+
+    @cached_property
+    def test(self) -> Test:
+        test = self.item.test
+        return lambda ctx: not test(ctx)
 
 
 @dataclass(frozen=True)
@@ -312,6 +357,11 @@ class InSegment:
 
     def holds(self, ctx: EvalContext) -> bool:
         return self.segment in ctx.segments
+
+    @cached_property
+    def test(self) -> Test:
+        segment = self.segment
+        return lambda ctx: segment in ctx.segments
 
 
 Condition = Union[AllOf, AnyOf, Not, InSegment, Comparison]
@@ -377,12 +427,47 @@ def _exists(a, expected) -> bool:
 
 _OPS = {"eq": _eq, "ne": _ne, "lt": _lt, "lte": _lte, "gt": _gt, "gte": _gte,
         "in": _in, "contains": _contains, "exists": _exists}
+_ORDERINGS = {"lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+              "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b}
+
+
+def _predicate(op: str, value) -> Callable[[object], bool]:
+    """The check `op value` as a test of the actual value: the operator above, or, for the
+    common cases, the same rule with the value's type family decided once (a value of
+    another family, or missing, is never equal nor ordered)."""
+    family = _family(value)
+    if op == "eq" and family is not None:
+        return lambda a: type(a) in family and a == value
+    if op in _ORDERINGS and family is not None and type(value) is not bool:
+        order = _ORDERINGS[op]
+        return lambda a: type(a) in family and order(a, value)
+    if op == "in":
+        families = {_family(v) for v in value}
+        if len(families) == 1 and None not in families:
+            (family,) = families
+            members = frozenset(value)
+            return lambda a: type(a) in family and a in members
+    if op == "exists":
+        return lambda a: (a is not None) is value
+    check = _OPS[op]
+    return lambda a: check(a, value)
+
+
+def _family(value) -> tuple[type, ...] | None:
+    """The types a value compares with (see _comparable); None for other values."""
+    if type(value) in _NUMBERS:
+        return _NUMBERS
+    if type(value) is str:
+        return (str,)
+    if type(value) is bool:
+        return (bool,)
+    return None
 
 # ---------------------------------------------------------------- public API
 
 
 def evaluate(cond: Condition, ctx: EvalContext) -> bool:
-    return cond.holds(ctx)
+    return cond.test(ctx)
 
 
 def resolve(ref: Reference, ctx: EvalContext):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Iterable
 
 import yaml
@@ -80,6 +81,11 @@ class DefinitionSet:
     journeys: tuple[Journey, ...] = ()  # the latest version of each, in the order applied
     # Every version of each journey by number (the latest included).
     journey_versions: dict[str, dict[int, Journey]] = field(default_factory=dict)
+
+    @cached_property
+    def latest_journeys(self) -> dict[str, Journey]:
+        """`journeys` by id; built once per definition set (it is read on every event)."""
+        return {j.id: j for j in self.journeys}
 
     @property
     def raw_journeys(self) -> tuple[dict, ...]:

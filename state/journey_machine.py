@@ -97,10 +97,14 @@ def _clock(now: int, state: dict | None) -> int:
     one before it."""
     if state is None:
         return now
-    times = [now, state["entered_at"] or now, state["left_at"] or now]
+    latest = max(now, state["entered_at"] or now, state["left_at"] or now)
     for cell in state["sparse"].get(str(state["version"]), {}).values():
-        times += [cell["first"], cell["last_left"] or now]
-    return max(times)
+        first, left = cell["first"], cell["last_left"]
+        if first > latest:
+            latest = first
+        if left and left > latest:  # None (or 0) counts as `now`, which latest covers
+            latest = left
+    return latest
 
 
 # -- entering -----------------------------------------------------------------------------

@@ -29,18 +29,20 @@ def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
     ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
     before = profile["segments"]
     for segment in defs.segments:
-        if segment.condition is None:  # a batch audience: the sidecar says who is in it
+        condition = segment.condition
+        if condition is None:  # a batch audience: the sidecar says who is in it
             if segment.id in before:
                 members.add(segment.id)
-        elif evaluate(segment.condition, ctx):
+        elif condition.test(ctx):
             members.add(segment.id)
     pid = profile["profile_id"]
     # Sorted by id, so that neither memberships nor outputs depend on definition order.
+    now_in = sorted(members)
     outputs = [_change(pid, seg, "entered", now, source, caused_by)
-               for seg in sorted(members) if seg not in before]
+               for seg in now_in if seg not in before] if now_in != before else []
     outputs += [_change(pid, seg, "left", now, source, caused_by)
                 for seg in before if seg not in members]
-    profile["segments"] = sorted(members)
+    profile["segments"] = now_in
     return set(members), outputs
 
 

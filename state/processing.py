@@ -176,7 +176,7 @@ def _wake(profile, record, offset, defs, wire, sends, limits) -> None:
 
 
 def _latest(defs: DefinitionSet) -> dict:
-    return {j.id: j for j in defs.journeys}
+    return defs.latest_journeys
 
 
 def waits(profile: dict) -> set[tuple[str, int, int]]:

@@ -13,6 +13,7 @@ import faust
 from cjo.clock import Clock
 from cjo.settings import Settings
 from topology import topics
+from schemas.codec import AvroCodec
 from topology.codecs import register_avro
 from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
@@ -36,6 +37,7 @@ class Topology:
     sender: Sender
     clock: Clock
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
+    table_codecs: dict[str, AvroCodec] = field(default_factory=dict)  # by table name
     metrics: "Metrics | None" = None
     journey_counts: object = None  # set by topology.profiles
 
@@ -56,6 +58,7 @@ class Topology:
         table.key_serializer = "raw"
         table.value_serializer = codec
         self.tables[name] = table
+        self.table_codecs[name] = AvroCodec(schema, changelog.get_topic_name())
         return table
 
 
@@ -93,6 +96,9 @@ def create_app(settings: Settings) -> Topology:
         producer_acks=-1,
         # Batch outputs for up to 5 ms: one produce request per batch, not per record.
         producer_linger=0.005,
+        # The batch agents send a record batch per partition per fetch: let it be large (a
+        # fetch of profile inputs makes a changelog record of a few KB per profile).
+        producer_max_batch_size=256 * 1024,
         broker_commit_interval=settings.commit_interval,
         # A worker killed without leaving the group holds its partitions this long.
         broker_session_timeout=settings.session_timeout,
@@ -129,12 +135,12 @@ def create_app(settings: Settings) -> Topology:
         for spec in topics.ALL
     }
     stats = WorkerStats()
-    sender = Sender(app, {name: settings.topic(name) for name in declared})
+    sender = app.sender = Sender(app, {name: settings.topic(name) for name in declared})
     wire = AvroWire(settings, on_output=stats.count_output)
     topology = Topology(
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,
         sender=sender,
-        dead_letters=DeadLetters(sender, wire.codecs["dead-letters"], stats),
+        dead_letters=DeadLetters(wire.codecs["dead-letters"], stats),
         definitions=DefinitionsFollower(settings),
         clock=Clock(),
     )

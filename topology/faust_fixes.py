@@ -28,16 +28,27 @@ import logging
 import os
 
 import faust
+from functools import cached_property
+
+from topology.batches import BatchDelivery
 
 log = logging.getLogger(__name__)
 
 
 class App(faust.App):
+    sender = None  # topology.sending.Sender, set by create_app
+    @cached_property
+    def batches(self) -> BatchDelivery:
+        """The batch agents (topology.batches), fed by the consumer's fetch loop."""
+        return BatchDelivery(self)
+
     def _new_producer(self):
         producer = super()._new_producer()
         buffer = producer.buffer
 
         async def drain() -> None:
+            if self.sender is not None:
+                await self.sender.flush()  # what batch agents submitted, before committing
             while buffer.size:
                 await buffer.flush_atmost(None)
 
@@ -46,6 +57,7 @@ class App(faust.App):
 
     def _new_consumer(self):
         consumer = super()._new_consumer()
+        self.batches.install(consumer)
         seek = consumer.perform_seek
 
         async def perform_seek() -> None:
@@ -107,17 +119,23 @@ class InputOrder:
         expected = self.next.get(tp)
         return committed_offset(self.app, tp) if expected is None else expected
 
-    def follows(self, message) -> bool:
-        """True (and noted) when `message` is the next record of its partition."""
-        expected = self._expected(message.tp)
-        if expected is None or message.offset - expected <= self.markers:
-            self.next[message.tp] = message.offset + 1
+    async def check(self, tp, records: list) -> None:
+        """Check a batch of `tp`'s records (aiokafka's, in fetch order) before it is applied."""
+        for record in records:
+            if not self.follows(tp, record.offset):
+                await self.hole(tp, record)
+
+    def follows(self, tp, offset: int) -> bool:
+        """True (and noted) when the record at `offset` is the next one of `tp`."""
+        expected = self._expected(tp)
+        if expected is None or offset - expected <= self.markers:
+            self.next[tp] = offset + 1
             return True
         return False
 
-    async def hole(self, message) -> None:
-        """`message` came after a hole: stop, unless the records in the hole are gone."""
-        tp, offset = message.tp, message.offset
+    async def hole(self, tp, record) -> None:
+        """`record` came after a hole: stop, unless the records in the hole are gone."""
+        offset = record.offset
         expected = self._expected(tp)
         earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
         if earliest is not None and earliest >= offset:
@@ -126,7 +144,6 @@ class InputOrder:
                       expected, offset - 1)
             self.next[tp] = offset + 1
             return
-        fail_stop(message, LookupError(
+        fail_stop(record, LookupError(
             f"records {expected}..{offset - 1} of {tp.topic}[{tp.partition}] were not "
             f"delivered"))
-

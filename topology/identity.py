@@ -13,6 +13,8 @@ from schemas.codec import CodecError
 from state.events import IDENTIFY, canonical_id, check_event, check_size
 from state.profile import Limits
 from topology.faust_fixes import InputOrder, fail_stop
+from topology.sending import Outgoing
+from topology.table_batch import TableBatch
 
 log = logging.getLogger(__name__)
 
@@ -29,70 +31,75 @@ def member_at(alias: dict | None, offset: int) -> str | None:
 def register(topology) -> None:
     app, wire, stats = topology.app, topology.wire, topology.stats
     events = topology.topics["events"]
-    send = topology.sender.send
     dead = topology.dead_letters
     aliases = topology.table("aliases", "alias")
+    alias_codec = wire.alias
     encode_input = wire.encode_input
     max_ahead = Limits.from_settings(topology.settings).max_clock_skew_ms
-
-    async def forward(kind, profile_id, message, **extra):
-        record = {"kind": kind, "profile_id": profile_id,
-                  "source_partition": message.partition, "source_offset": message.offset,
-                  "event": message.value, "visitor_id": None, "member_id": None,
-                  "merge_id": None, "state": None, **extra}
-        await send("profile-inputs", profile_id.encode(), encode_input(record))
+    max_bytes = topology.settings.max_event_bytes
+    event_accepted = topology.metrics.event_accepted
+    counters = stats.counters
 
     # Producers may write events in transactions: one control record after each.
     order = InputOrder(app, markers=1)
 
-    @app.agent(events, name="identity")
-    async def identity(stream):
-        async for event in stream.events():
-            if not order.follows(event.message):
-                await order.hole(event.message)
+    @app.batches.agent(events)
+    async def identity(tp, records) -> None:
+        await order.check(tp, records)
+        outgoing = Outgoing()
+        table = TableBatch(aliases, tp.partition, alias_codec)
+        for record in records:
             try:
-                await route(event.message)
+                route(record, table, outgoing)
             except Exception as exc:  # not the event's fault (bad input is dead-lettered)
-                fail_stop(event.message, exc)
+                fail_stop(record, exc)
+        table.commit(outgoing)
+        await topology.sender.submit(outgoing)
 
-    async def route(message) -> None:
-        rejected = check_size(message.value, topology.settings.max_event_bytes)
+    def forward(outgoing, kind, profile_id, record, **extra) -> None:
+        routed = {"kind": kind, "profile_id": profile_id,
+                  "source_partition": record.partition, "source_offset": record.offset,
+                  "event": record.value, "visitor_id": None, "member_id": None,
+                  "merge_id": None, "state": None, **extra}
+        outgoing.add("profile-inputs", profile_id.encode(), encode_input(routed))
+
+    def route(record, aliases: TableBatch, outgoing: Outgoing) -> None:
+        rejected = check_size(record.value, max_bytes)
         if rejected is None:
             try:
-                record = wire.decode_event(message.value)
+                event = wire.decode_event(record.value)
             except CodecError as exc:
-                await dead.send(message, "undecodable", exc.problem)
+                dead.add(outgoing, record, "undecodable", exc.problem)
                 return
-            rejected = check_event(message.key, record, int(message.timestamp * 1000),
-                                   max_ahead=max_ahead)
+            rejected = check_event(record.key, event, record.timestamp, max_ahead=max_ahead)
         if rejected is not None:
-            await dead.send(message, rejected.code, rejected.reason)
+            dead.add(outgoing, record, rejected.code, rejected.reason)
             return
-        stats.counters["events_in"] += 1
-        topology.metrics.event_accepted()
-        visitor, offset = record["visitor_id"], message.offset
-        if record["name"] == IDENTIFY:
-            member = record["user_id"]
+        counters["events_in"] += 1
+        event_accepted()
+        visitor, offset = event["visitor_id"], record.offset
+        if event["name"] == IDENTIFY:
+            member = event["user_id"]
             alias = aliases.get(visitor)
             if member_at(alias, offset) == member:
-                await forward("event", member, message)  # identified before: no merge
+                forward(outgoing, "event", member, record)  # identified before: no merge
                 return
             entries = list((alias or {}).get("entries", ()))
             if not any(e["since_offset"] == offset for e in entries):
                 entries.append({"since_offset": offset, "member": member})
             # Written on every pass, so a replay also re-sends the changelog record.
-            aliases[visitor] = {"entries": entries}
-            merge_id = f"{visitor}>{member}@{message.partition}:{offset}"
+            aliases.put(visitor, {"entries": entries})
+            merge_id = f"{visitor}>{member}@{record.partition}:{offset}"
             # The barrier first, to the member, before any later event routed to it ...
-            await forward("identify", member, message, visitor_id=visitor,
-                          merge_id=merge_id)
+            forward(outgoing, "identify", member, record, visitor_id=visitor,
+                    merge_id=merge_id)
             # ... and the hand-over through the visitor's partition, behind its events.
-            await forward("merge_out", visitor, message, event=None, visitor_id=visitor,
-                          member_id=member, merge_id=merge_id)
-            stats.counters["identifies"] += 1
+            forward(outgoing, "merge_out", visitor, record, event=None, visitor_id=visitor,
+                    member_id=member, merge_id=merge_id)
+            counters["identifies"] += 1
             return
-        if record["user_id"]:
-            await forward("event", record["user_id"], message)
+        if event["user_id"]:
+            forward(outgoing, "event", event["user_id"], record)
         else:
-            target = member_at(aliases.get(visitor), offset) or canonical_id(record)
-            await forward("event", target, message)
+            target = member_at(aliases.get(visitor), offset) or canonical_id(event)
+            forward(outgoing, "event", target, record)

@@ -69,6 +69,9 @@ class JourneyCounts:
         total: Counter = Counter()
         for counts in self.counts.values():
             total.update(counts)
-        return {"partitions": sorted(self.counts), "complete": self.complete == set(self.counts),
+        # Complete when every partition this worker owns is counted (not before the first read).
+        complete = (self.complete == set(self.counts)
+                    and set(owned(self.topology)) <= self.complete)
+        return {"partitions": sorted(self.counts), "complete": complete,
                 "positions": [{"journey": j, "version": v, "stage": st, "step": sp, "profiles": n}
                               for (j, v, st, sp), n in sorted(total.items()) if n > 0]}

@@ -1,25 +1,144 @@
-"""How the agents send records: straight to the Kafka producer Faust holds, past Faust's
-per-record channel machinery (its `Topic.send` builds several objects and callbacks per record,
-a noticeable share of a worker's time), and never silently lost.
+"""How the worker sends records: straight to the Kafka producer Faust holds, past Faust's
+per-record channel machinery, and never silently lost.
 
-Faust flushes this same producer before it commits (topology.faust_fixes.App), so a record
-sent while an input is processed is in Kafka before that input's offset is committed. A record
-the broker refuses in the end (retries exhausted) stops the worker before anything more is
-committed: its input is processed again after the restart."""
+Two ways in:
+
+- `send` (timers, the odd record): one record, partitioned by the producer.
+- `submit` (the batch agents): every record one batch of inputs made (outputs, profile inputs,
+  changelog records, dead letters), in order. A background task packs them into one Kafka
+  record batch per topic partition (aiokafka's `send_batch`: one future per batch instead of
+  one per record, which the producer's sender would otherwise resolve one by one) and queues
+  them, batch after batch, so the order of a partition's records is the order they were
+  submitted. Keys are partitioned as the producer does (murmur2 of the key), unless the record
+  names its partition (changelogs are co-partitioned with their input).
+
+Faust flushes this producer before it commits (topology.faust_fixes.App), and that flush first
+waits for every submitted record to be handed to the producer (`flush`): a record an input made
+is in Kafka before the input's offset is committed. A record the broker refuses in the end
+(retries exhausted) stops the worker before anything more is committed: its input is processed
+again after the restart."""
 from __future__ import annotations
 
+import asyncio
+from random import randrange
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiokafka.partitioner import murmur2
+
 from topology.faust_fixes import stop_worker
+
+MAX_QUEUED = 64  # submitted batches waiting for the producer before `submit` waits too
+
+
+@dataclass
+class Outgoing:
+    """The records one batch of inputs made, in the order they were made."""
+    records: list = field(default_factory=list)  # (topic, partition | None, key, value)
+    # Called with (topic, partition, last offset) when a batch of `topic` is acknowledged.
+    on_sent: dict[str, Callable[[str, int, int], None]] = field(default_factory=dict)
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            partition: int | None = None) -> None:
+        self.records.append((topic, partition, key, value))
 
 
 class Sender:
     def __init__(self, app, topic_names: dict[str, str]) -> None:
         self.app = app
         self.topic_names = topic_names  # our topic name -> the Kafka topic's
+        self.queue: deque[Outgoing] = deque()
+        self.wakeup = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self.task: asyncio.Task | None = None
+
+    def kafka_topic(self, topic: str) -> str:
+        return self.topic_names.get(topic, topic)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        sent = await self.app.producer.send(self.topic_names[topic], key, value, None, None,
+        sent = await self.app.producer.send(self.kafka_topic(topic), key, value, None, None,
                                             None)
         sent.add_done_callback(self._delivered)
+
+    async def submit(self, outgoing: Outgoing) -> None:
+        """Queue a batch's records; they go out in the background, in order."""
+        if not outgoing.records:
+            return
+        self.queue.append(outgoing)
+        self.drained.clear()
+        self.wakeup.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+        while len(self.queue) > MAX_QUEUED:  # the producer is behind: hold the agents back
+            await asyncio.sleep(0.001)
+
+    async def flush(self) -> None:
+        """Wait until every submitted record is in the producer's hands."""
+        await self.drained.wait()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while self.queue:
+                    await self._send_batches(self.queue[0])
+                    self.queue.popleft()
+                if not self.queue:
+                    self.drained.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the records would be lost: stop before committing
+            stop_worker(f"records could not be handed to the producer: {exc!r}", exc)
+
+    async def _send_batches(self, outgoing: Outgoing) -> None:
+        producer = self.app.producer._ensure_producer()  # aiokafka's, inside Faust's
+        cluster = producer.client.cluster
+        counts: dict[str, int] = {}
+        batches: dict[tuple[str, int], tuple] = {}
+        order: list[tuple[str, int]] = []
+        for topic, partition, key, value in outgoing.records:
+            name = self.kafka_topic(topic)
+            if partition is None:
+                n = counts.get(name)
+                if n is None:
+                    await producer.client._wait_on_metadata(name)
+                    n = counts[name] = len(cluster.partitions_for_topic(name))
+                # The producer's own partitioner: murmur2 of the key, any partition without one
+                partition = (randrange(n) if key is None
+                             else (murmur2(key) & 0x7FFFFFFF) % n)
+            tp = (name, partition)
+            entry = batches.get(tp)
+            if entry is None:
+                entry = batches[tp] = (producer.create_batch(), [0], topic)
+                order.append(tp)
+            builder, count, _ = entry
+            if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
+                await self._queue_batch(producer, tp, entry, outgoing)  # full: send it now
+                entry = batches[tp] = (producer.create_batch(), [0], topic)
+                builder, count, _ = entry
+                builder.append(timestamp=None, key=key, value=value, headers=[])
+            count[0] += 1
+        for tp in order:
+            await self._queue_batch(producer, tp, batches[tp], outgoing)
+
+    async def _queue_batch(self, producer, tp, entry, outgoing: Outgoing) -> None:
+        builder, count, topic = entry
+        if not count[0]:
+            return
+        builder.close()
+        sent = await producer.send_batch(builder, tp[0], partition=tp[1])
+        on_sent = outgoing.on_sent.get(topic)
+        records = count[0]
+
+        def delivered(future) -> None:
+            self._delivered(future)
+            if on_sent is not None and not future.cancelled() and future.exception() is None:
+                on_sent(tp[0], tp[1], future.result().offset + records - 1)
+
+        sent.add_done_callback(delivered)
 
     @staticmethod
     def _delivered(sent) -> None:

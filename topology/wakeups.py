@@ -25,15 +25,16 @@ def index_key(profile_id: str, journey: str, seq: int, due: int) -> str:
 
 
 def sync_index(index, before: set, profile: dict) -> None:
-    """Make the index hold exactly the profile's current waits (called inside the stream)."""
+    """Make the index (the batch's writes to its partition, topology.table_batch) hold exactly
+    the profile's current waits."""
     pid = profile["profile_id"]
     after = waits(profile)
     for journey, seq, due in before - after:
-        index.pop(index_key(pid, journey, seq, due), None)
+        index.delete(index_key(pid, journey, seq, due))
     for journey, seq, due in after:
         key = index_key(pid, journey, seq, due)
         if key not in index:
-            index[key] = {"profile_id": pid, "journey": journey, "seq": seq, "due": due}
+            index.put(key, {"profile_id": pid, "journey": journey, "seq": seq, "due": due})
 
 
 class WakeupTimer:
