@@ -779,10 +779,10 @@ def bench(args, settings: Settings, workers: list) -> int:
         say(f"  note: the worker's identity step counted {ours['events_in']:,} events, "
             f"not {w:,}")
 
-    rate = 0.5 * ours["events"] / ours["seconds"]
+    rate = args.latency_rate or 0.5 * ours["events"] / ours["seconds"]
     paced = log[n:n + min(extra - 2, max(1, int(rate * args.latency_seconds)))]
-    say(f"(c) latency: {len(paced):,} events at {rate:,.0f}/s (half of ours) to the caught-up "
-        "worker …")
+    say(f"(c) latency: {len(paced):,} events at {rate:,.0f}/s "
+        f"({'as asked' if args.latency_rate else 'half of ours'}) to the caught-up worker …")
     latency = measure_latency(settings, worker, paced, rate)
     worker.stop()
 
@@ -847,6 +847,8 @@ def main(argv=None) -> int:
                         help="about how many profiles the events reach (default 100,000)")
     parser.add_argument("--latency-seconds", type=float, default=20.0,
                         help="how long events are sent at half our rate (default 20)")
+    parser.add_argument("--latency-rate", type=float, default=None,
+                        help="events/s of the latency phase (default: half of ours)")
     parser.add_argument("--restore", action="store_true",
                         help="also time a worker restoring its tables from the changelogs")
     parser.add_argument("--keep", action="store_true",

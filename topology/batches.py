@@ -32,6 +32,10 @@ from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
+# Records per batch at most: a fetch can bring thousands per partition, and nothing else runs
+# while an agent works on a batch (timers, web views, commits).
+MAX_BATCH = 500
+
 BatchAgent = Callable[[object, list], Awaitable[None]]  # (tp, aiokafka ConsumerRecords)
 
 
@@ -120,14 +124,20 @@ class BatchDelivery:
             if agent is None:
                 await self._one_by_one(consumer, tp, batch)
                 continue
-            self.idle.clear()
-            try:
-                await agent(tp, batch)
-            finally:
-                self.idle.set()
-            self.done[tp] = batch[-1].offset + 1
-            consumer._acked[tp]  # Faust commits the partitions it has an ack list for
-            read_offset[tp] = batch[-1].offset
+            for start in range(0, len(batch), MAX_BATCH):
+                if start and (not consumer.flow_active
+                              or self.app.consumer_generation_id != generation):
+                    return
+                chunk = batch[start:start + MAX_BATCH]
+                self.idle.clear()
+                try:
+                    await agent(tp, chunk)
+                finally:
+                    self.idle.set()
+                self.done[tp] = chunk[-1].offset + 1
+                consumer._acked[tp]  # Faust commits the partitions it has an ack list for
+                read_offset[tp] = chunk[-1].offset
+                await asyncio.sleep(0)  # timers, web views and commits run between batches
 
     async def _one_by_one(self, consumer, tp, batch: list) -> None:
         """Faust's own path, for records of topics without a batch agent."""

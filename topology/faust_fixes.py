@@ -17,6 +17,8 @@
   empty RocksDB directory: dozens of inputs lost per partition). `App` stops the flow of
   records before that seek; Faust resumes it after emptying the queues, so reading starts
   again at the committed offset.
+- Faust has the broker hold a fetch for up to 1.5 s (`FETCH_MAX_WAIT_MS` below says why that
+  stalls a two-hop worker); `App` makes it 20 ms.
 - `InputOrder` makes any such jump fatal rather than silent: an agent applies the records of a
   partition only in offset order, without holes, or the worker stops without committing and
   its restart reads the partition again from the committed offset.
@@ -33,6 +35,14 @@ from functools import cached_property
 from topology.batches import BatchDelivery
 
 log = logging.getLogger(__name__)
+
+# How long the broker may hold a fetch with no new records. Faust fixes 1.5 s, and aiokafka has
+# one fetch in flight per broker, for the partitions with nothing buffered at the time: a fetch
+# for quiet partitions then keeps the busy ones (events, and the profile inputs the identity
+# step is making of them) from being fetched again until it returns. Two hops in one consumer
+# made that a stall of up to 1.5 s every few seconds; 20 ms bounds it, at the cost of ~50 empty
+# fetches a second when the worker is idle.
+FETCH_MAX_WAIT_MS = 20
 
 
 class App(faust.App):
@@ -68,6 +78,16 @@ class App(faust.App):
             await seek()
 
         consumer.perform_seek = perform_seek
+
+        thread = consumer._thread  # aiokafka's consumer lives in Faust's consumer thread
+        create = thread._create_worker_consumer
+
+        def create_worker_consumer(transport):
+            kafka = create(transport)
+            kafka._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts its fetcher
+            return kafka
+
+        thread._create_worker_consumer = create_worker_consumer
         return consumer
 
 

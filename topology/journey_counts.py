@@ -13,7 +13,7 @@ from topology.partitions import owned, read_partition
 
 def positions(profile: dict | None) -> Counter:
     """(journey, version, stage, step) of each journey the profile is active in."""
-    if not profile:
+    if not profile or not profile["journeys"]:
         return Counter()
     return Counter((jid, s["version"], s["stage"] or "", s["step"] or "")
                    for jid, s in profile["journeys"].items() if s["status"] == "active")
@@ -37,12 +37,13 @@ class JourneyCounts:
             self.complete.discard(p)
             self.generation[p] = self.generation.get(p, 0) + 1
 
-    def changed(self, partition: int, before: Counter, profile: dict) -> None:
-        """The profile agent wrote `profile` on `partition`; `before` were its positions."""
+    def changed(self, partition: int, before: Counter, after: Counter) -> None:
+        """The profile agent moved a profile of `partition` from positions `before` to
+        `after`."""
         counts = self.counts.get(partition)
-        if counts is not None:
+        if counts is not None and before != after:
             counts.subtract(before)
-            counts.update(positions(profile))
+            counts.update(after)
 
     async def tick(self) -> None:
         if not stores_settled(self.topology.app):

@@ -22,7 +22,8 @@ class Metrics:
         r = self.registry
         self.latency = Histogram("cjo_processing_latency_seconds",
                                  "From the input's arrival (Kafka timestamp of the profile "
-                                 "input), or from the event's own time, to its outputs sent.",
+                                 "input), or from the event's own time (one event sampled "
+                                 "per batch of inputs), to its outputs made.",
                                  ["since"], buckets=LATENCY_BUCKETS, registry=r)
         self.wakeup_delay = Histogram("cjo_wakeup_delay_seconds",
                                       "From a journey wait's due time to its wake-up applied.",

@@ -84,59 +84,59 @@ class Sender:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while self.queue:
-                    await self._send_batches(self.queue[0])
-                    self.queue.popleft()
-                if not self.queue:
-                    self.drained.set()
+                    taken = list(self.queue)  # everything submitted meanwhile: one round
+                    self.queue.clear()
+                    await self._send_round(taken)
+                self.drained.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the records would be lost: stop before committing
             stop_worker(f"records could not be handed to the producer: {exc!r}", exc)
 
-    async def _send_batches(self, outgoing: Outgoing) -> None:
+    async def _send_round(self, taken: list[Outgoing]) -> None:
+        """One record batch per partition (more if one fills up) for all of `taken`, each
+        partition's in submission order; the partitions go out side by side (the producer
+        lets one batch per partition wait for the one before it)."""
         producer = self.app.producer._ensure_producer()  # aiokafka's, inside Faust's
-        cluster = producer.client.cluster
-        counts: dict[str, int] = {}
-        batches: dict[tuple[str, int], tuple] = {}
-        order: list[tuple[str, int]] = []
-        for topic, partition, key, value in outgoing.records:
-            name = self.kafka_topic(topic)
-            if partition is None:
-                n = counts.get(name)
-                if n is None:
-                    await producer.client._wait_on_metadata(name)
-                    n = counts[name] = len(cluster.partitions_for_topic(name))
-                # The producer's own partitioner: murmur2 of the key, any partition without one
-                partition = (randrange(n) if key is None
-                             else (murmur2(key) & 0x7FFFFFFF) % n)
-            tp = (name, partition)
-            entry = batches.get(tp)
-            if entry is None:
-                entry = batches[tp] = (producer.create_batch(), [0], topic)
-                order.append(tp)
-            builder, count, _ = entry
-            if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-                await self._queue_batch(producer, tp, entry, outgoing)  # full: send it now
-                entry = batches[tp] = (producer.create_batch(), [0], topic)
-                builder, count, _ = entry
-                builder.append(timestamp=None, key=key, value=value, headers=[])
-            count[0] += 1
-        for tp in order:
-            await self._queue_batch(producer, tp, batches[tp], outgoing)
+        partitions: dict[str, int] = {}
+        by_tp: dict[tuple[str, int], list] = {}
+        on_sent: dict[str, Callable] = {}
+        for outgoing in taken:
+            on_sent.update(outgoing.on_sent)
+            for topic, partition, key, value in outgoing.records:
+                name = self.kafka_topic(topic)
+                if partition is None:
+                    n = partitions.get(name)
+                    if n is None:
+                        await producer.client._wait_on_metadata(name)
+                        n = partitions[name] = len(producer.client.cluster
+                                                   .partitions_for_topic(name))
+                    # The producer's own partitioner: murmur2 of the key, any without one
+                    partition = (randrange(n) if key is None
+                                 else (murmur2(key) & 0x7FFFFFFF) % n)
+                by_tp.setdefault((name, partition), []).append((key, value))
+        await asyncio.gather(*(self._send_partition(producer, tp, records, on_sent.get(tp[0]))
+                               for tp, records in by_tp.items()))
 
-    async def _queue_batch(self, producer, tp, entry, outgoing: Outgoing) -> None:
-        builder, count, topic = entry
-        if not count[0]:
-            return
+    async def _send_partition(self, producer, tp: tuple[str, int], records: list,
+                              on_sent) -> None:
+        builder, count = producer.create_batch(), 0
+        for key, value in records:
+            if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
+                await self._queue_batch(producer, tp, builder, count, on_sent)  # full
+                builder, count = producer.create_batch(), 0
+                builder.append(timestamp=None, key=key, value=value, headers=[])
+            count += 1
+        await self._queue_batch(producer, tp, builder, count, on_sent)
+
+    async def _queue_batch(self, producer, tp, builder, count: int, on_sent) -> None:
         builder.close()
         sent = await producer.send_batch(builder, tp[0], partition=tp[1])
-        on_sent = outgoing.on_sent.get(topic)
-        records = count[0]
 
         def delivered(future) -> None:
             self._delivered(future)
             if on_sent is not None and not future.cancelled() and future.exception() is None:
-                on_sent(tp[0], tp[1], future.result().offset + records - 1)
+                on_sent(tp[0], tp[1], future.result().offset + count - 1)
 
         sent.add_done_callback(delivered)
 
