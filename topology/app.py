@@ -7,6 +7,7 @@ from their compacted topic (topology.definitions).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import faust
 
@@ -19,7 +20,7 @@ from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
 from topology.faust_fixes import App
 from topology.metrics import Metrics
-from topology.sending import Sender
+from topology.sending import Outgoing, Sender
 from topology.stats import WorkerStats
 from topology.web_access import web_options
 from topology.wire import AvroWire
@@ -40,6 +41,10 @@ class Topology:
     table_codecs: dict[str, AvroCodec] = field(default_factory=dict)  # by table name
     metrics: "Metrics | None" = None
     journey_counts: object = None  # set by topology.profiles
+    profile_cache: object = None  # topology.table_cache.TableCache, set by topology.profiles
+    # Writes what the agents' write-back caches hold to RocksDB now; returns the changelog
+    # records to submit (set by topology.profiles; timers call it before they read a table).
+    write_tables: Callable[[], Outgoing] = Outgoing
 
     def table(self, name: str, schema: str) -> faust.types.TableT:
         """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are Avro

@@ -48,6 +48,12 @@ FETCH_MAX_WAIT_MS = 20
 class App(faust.App):
     sender = None  # topology.sending.Sender, set by create_app
     @cached_property
+    def before_flush(self) -> list:
+        """Coroutines run whenever Faust flushes the producer (before each commit, and before
+        partitions are revoked), ahead of the flush itself."""
+        return []
+
+    @cached_property
     def batches(self) -> BatchDelivery:
         """The batch agents (topology.batches), fed by the consumer's fetch loop."""
         return BatchDelivery(self)
@@ -57,6 +63,8 @@ class App(faust.App):
         buffer = producer.buffer
 
         async def drain() -> None:
+            for hook in self.before_flush:  # e.g. write-back caches (topology.table_cache)
+                await hook()
             if self.sender is not None:
                 await self.sender.flush()  # what batch agents submitted, before committing
             while buffer.size:

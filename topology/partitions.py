@@ -43,7 +43,9 @@ async def read_partition(topology, table, partition: int, *, decode: Callable[[b
     seconds of each stretch without an await. Between chunks, `valid()` says whether the read
     still makes sense (the partition was not revoked meanwhile); False when it stopped."""
     started = time.perf_counter()
-    view = table.data._db_for_partition(partition).snapshot()  # Faust's RocksDB store
+    written = topology.write_tables()  # the agents' cached changes first, with no await ...
+    view = table.data._db_for_partition(partition).snapshot()  # ... before this (Faust's store)
+    await topology.sender.submit(written)  # their changelog records
     values = _values(view, keys)
     chunk = topology.settings.snapshot_chunk
     while True:

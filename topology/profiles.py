@@ -3,16 +3,17 @@ each record of profile-inputs to the profile's state (RocksDB table), judges seg
 deliveries, and sends what came of it. The rules are in state.processing; this module only
 moves bytes.
 
-It is a batch agent (topology.batches): it gets a partition's fetched records at once, keeps
-the profiles they touch decoded for the whole batch, and writes each changed profile once at
-the end (one RocksDB write batch, one changelog record per profile), then submits everything
-the batch made. Between the first input of a batch and that write nothing else runs (no
-await), so the timers that read the tables (snapshots, live counts, wake-ups) see the table
-between two batches, never in the middle of one."""
+It is a batch agent (topology.batches): it gets a partition's fetched records at once and
+submits everything the batch made at its end. The profiles it changes stay decoded in a
+write-back cache (topology.table_cache) and are written once per flush (one RocksDB write
+batch, one changelog record per profile): before each commit, before a timer reads the table,
+or when `MAX_DIRTY` wait. The due-time index is written at the end of each batch. Nothing
+else runs during a batch (no await), so the timers see the tables between two batches."""
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 
 from schemas.codec import CodecError
 from state.processing import step, waits
@@ -22,9 +23,15 @@ from topology.journey_counts import JourneyCounts, positions
 from topology.sending import Outgoing
 from topology.snapshots import Snapshotter
 from topology.table_batch import TableBatch
+from topology.table_cache import TableCache
 from topology.wakeups import WakeupTimer, index_key, sync_index
 
 log = logging.getLogger(__name__)
+# Changed profiles kept decoded between writes, at most (a decoded profile takes tens of KB).
+MAX_DIRTY = 2000
+# Seconds a changed profile stays cached before the agent writes it (a visit's events come
+# within seconds; the commit interval is longer).
+WRITE_AFTER = 0.5
 
 
 def register(topology) -> None:
@@ -45,11 +52,36 @@ def register(topology) -> None:
     journey_counts = topology.journey_counts = JourneyCounts(topology, profiles)
     app.timer(journey_counts.interval)(journey_counts.tick)
 
+    # Profiles changed since the last write, decoded, and per partition the inputs applied to
+    # each since then (with the committed offset they were applied at): what `replay` needs.
+    cache = topology.profile_cache = TableCache(profiles, profile_codec, MAX_DIRTY)
+    applied: dict[int, dict[str, list]] = defaultdict(dict)
+
+    def write_profiles(outgoing: Outgoing | None = None,
+                       older_than: float | None = None) -> Outgoing:
+        """Write the cached profiles (or those changed first before `older_than`) to
+        RocksDB; their changelog records go to `outgoing`."""
+        outgoing = Outgoing() if outgoing is None else outgoing
+        for partition, keys in cache.flush(outgoing, older_than).items():
+            replayable = applied.get(partition, {})
+            for key in keys:
+                replayable.pop(key, None)
+        return outgoing
+
+    async def flush_profiles() -> None:
+        await topology.sender.submit(write_profiles())
+
+    topology.write_tables = write_profiles
+    app.before_flush.append(flush_profiles)
+
     @app.on_partitions_revoked.connect
     def forget(sender, revoked, **kwargs) -> None:
         mine = {tp.partition for tp in revoked if tp.topic == inputs.get_topic_name()}
         snapshots.forget(mine)
         journey_counts.forget(mine)
+        cache.forget(mine)
+        for p in mine:
+            applied.pop(p, None)
 
     metrics = topology.metrics
     latency = metrics.latency.labels("arrival")
@@ -65,10 +97,10 @@ def register(topology) -> None:
         partition = tp.partition
         committed = committed_offset(app, tp)
         defs = definitions.current
-        table = TableBatch(profiles, partition, profile_codec)
+        table = cache.partition(partition)
         wakeups = TableBatch(index, partition, index_codec)
         outgoing = Outgoing()
-        applied: dict[str, list] = {}  # profile id -> (record, offset) applied in this batch
+        replayable = applied[partition]
         count = 0
         now_ms = clock.now_ms()  # once a batch: the test clock is a file read
         timed = None  # the batch's last event that made records: its latency is observed
@@ -90,13 +122,14 @@ def register(topology) -> None:
                 log.exception("profile input %s[%d]@%d failed", message.topic,
                               message.partition, message.offset)
                 dead.add(outgoing, message, "processing_error", f"{type(exc).__name__}: {exc}")
-                if profile_id in applied:  # step may have changed it half-way: undo that
-                    table.put(profile_id, replay(partition, profile_id, applied[profile_id],
-                                                 committed, defs))
+                if profile_id in replayable:  # step may have changed it half-way: undo that
+                    table.put(profile_id, replay(partition, profile_id,
+                                                 replayable[profile_id], defs))
                 continue
             try:
                 table.put(profile_id, profile)
-                applied.setdefault(profile_id, []).append((record, message.offset))
+                replayable.setdefault(profile_id, []).append((record, message.offset,
+                                                              committed))
                 snapshots.touched(partition, message.offset, profile_id)
                 journey_counts.changed(partition, was, positions(profile))
                 sync_index(wakeups, before, profile)
@@ -119,21 +152,25 @@ def register(topology) -> None:
             event_time = wire.decode_event(timed["event"])["time"]
             event_latency.observe(max(0.0, now_ms - event_time) / 1000)
         try:
-            table.commit(outgoing)
             wakeups.commit(outgoing)
+            # Profiles changed first a while ago are written as the agent goes, so that a
+            # commit has few left to write (a pause for every input in the last interval).
+            write_profiles(outgoing, older_than=time.monotonic() - WRITE_AFTER)
+            if cache.dirty > cache.max_dirty:  # memory: written now, not at the commit
+                write_profiles(outgoing)
         except Exception as exc:  # the store refused the write: nothing of the batch counts
             fail_stop(records[-1], exc)
         counters["inputs_applied"] += count
         await topology.sender.submit(outgoing)
 
-    def replay(partition: int, profile_id: str, inputs: list, committed, defs) -> dict:
-        """The profile as it was after the inputs this batch applied to it before one failed:
-        its stored state with them applied again (step is deterministic). Their records were
-        made already: they are neither counted nor sent again."""
+    def replay(partition: int, profile_id: str, inputs: list, defs) -> dict:
+        """The profile as it was before an input failed half-way: its stored state with the
+        inputs applied since it was written applied again (step is deterministic). Their
+        records were made already: they are neither counted nor sent again."""
         profile = TableBatch(profiles, partition, profile_codec).get(profile_id)
         counting, wire.on_output = wire.on_output, None
         try:
-            for record, offset in inputs:
+            for record, offset, committed in inputs:
                 profile, _ = step(profile, record, offset, committed, defs, wire, limits)
         finally:
             wire.on_output = counting

@@ -12,6 +12,9 @@ and writes the store and sends a changelog record on every assignment: one batch
 often changes a key several times."""
 from __future__ import annotations
 
+from itertools import takewhile
+from time import monotonic
+
 from faust.types import TP
 from rocksdict import WriteBatch
 
@@ -28,6 +31,7 @@ class TableBatch:
         self.changelog = table.changelog_topic.get_topic_name()
         self.codec = codec
         self.changed: dict[str, object] = {}
+        self.first_changed: dict[str, float] = {}
 
     def get(self, key: str):
         value = self.changed.get(key)
@@ -45,31 +49,37 @@ class TableBatch:
         return self.db.get(key.encode()) is not None
 
     def put(self, key: str, value) -> None:
+        if key not in self.changed:
+            self.first_changed[key] = monotonic()
         self.changed[key] = value
 
     def delete(self, key: str) -> None:
-        self.changed[key] = DELETED
+        self.put(key, DELETED)
 
-    def commit(self, outgoing: Outgoing, encoded: dict[str, bytes] | None = None) -> None:
-        """Write every changed key and add its changelog record to `outgoing`; `encoded` may
-        hold values already encoded."""
-        if not self.changed:
-            return
+    def commit(self, outgoing: Outgoing, older_than: float | None = None) -> list[str]:
+        """Write the changed keys (only those first changed before the monotonic time
+        `older_than`, if given) and add their changelog records to `outgoing`; returns them."""
+        if older_than is None:
+            keys = list(self.changed)
+        else:  # the dict keeps keys in the order of their first change
+            keys = list(takewhile(lambda k: self.first_changed[k] < older_than, self.changed))
+        if not keys:
+            return keys
         batch = WriteBatch(raw_mode=True)
-        for key, value in self.changed.items():
+        for key in keys:
+            value = self.changed.pop(key)
+            del self.first_changed[key]
             raw_key = key.encode()
             if value is DELETED:
                 batch.delete(raw_key)
                 outgoing.add(self.changelog, raw_key, None, self.partition)
                 continue
-            data = (encoded or {}).get(key)
-            if data is None:
-                data = self.codec.encode(value)
+            data = self.codec.encode(value)
             batch.put(raw_key, data)
             outgoing.add(self.changelog, raw_key, data, self.partition)
         self.db.write(batch)
         outgoing.on_sent[self.changelog] = self._persisted
-        self.changed = {}
+        return keys
 
     def _persisted(self, topic: str, partition: int, offset: int) -> None:
         if partition in self.store._dbs:  # not revoked meanwhile (that would open it again)

@@ -117,7 +117,9 @@ def register(topology) -> None:
     @app.page("/profiles/{profile_id}")
     @app.table_route(table=profiles, match_info="profile_id")
     async def profile(view, request, profile_id):
-        found = profiles.get(profile_id)
+        cached, found = topology.profile_cache.lookup(profile_id)  # not yet written
+        if not cached:
+            found = profiles.get(profile_id)
         if found is not None and found["merged_into"]:
             return view.json({"profile_id": profile_id, "merged_into": found["merged_into"],
                               "see": f"/profiles/{found['merged_into']}"})

@@ -46,3 +46,108 @@ def test_a_record_goes_to_the_kafka_topic_keyed_as_given_partitioned_by_the_prod
 def test_a_record_the_broker_refuses_stops_the_worker(monkeypatch):
     _, stopped = run(lambda f: f.set_exception(TimeoutError("delivery timed out")), monkeypatch)
     assert stopped == ["a record was not delivered: TimeoutError('delivery timed out')"]
+
+
+# -- what batch agents submit ---------------------------------------------------------------
+
+class FakeBuilder:
+    def __init__(self, room: int) -> None:
+        self.records, self.room, self.closed = [], room, False
+
+    def append(self, *, timestamp, key, value, headers):
+        if self.closed or (self.records and len(self.records) >= self.room):
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeKafka:
+    """aiokafka's producer as the Sender uses it: metadata, record batches, one future each."""
+
+    def __init__(self, partitions: int, room: int = 100) -> None:
+        async def known(topic):
+            return None
+        self.client = SimpleNamespace(
+            _wait_on_metadata=known,
+            cluster=SimpleNamespace(partitions_for_topic=lambda t: set(range(partitions))))
+        self.room = room
+        self.batches = []  # (topic, partition, records, future)
+
+    def create_batch(self):
+        return FakeBuilder(self.room)
+
+    async def send_batch(self, builder, topic, *, partition):
+        future = asyncio.get_running_loop().create_future()
+        self.batches.append((topic, partition, builder.records, future))
+        return future
+
+
+def submitted(outgoings, monkeypatch, partitions=4, room=100, outcome=None):
+    stopped = []
+    monkeypatch.setattr(sending, "stop_worker", lambda reason, exc=None: stopped.append(reason))
+    kafka = FakeKafka(partitions, room)
+    sender = Sender(SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: kafka)),
+                    {"segment-changes": "app.segment-changes"})
+
+    async def scenario():
+        for outgoing in outgoings:
+            await sender.submit(outgoing)
+        await sender.flush()
+        for *_, future in kafka.batches:
+            (outcome or (lambda f: f.set_result(SimpleNamespace(offset=7))))(future)
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    return kafka.batches, stopped
+
+
+def test_submitted_records_go_out_in_order_per_partition_keyed_as_the_producer_would(
+        monkeypatch):
+    from aiokafka.partitioner import DefaultPartitioner
+    first, second = sending.Outgoing(), sending.Outgoing()
+    keys = [f"u{n}".encode() for n in range(20)]
+    for n, key in enumerate(keys):
+        (first if n < 10 else second).add("segment-changes", key, b"%d" % n)
+    batches, stopped = submitted([first, second], monkeypatch)
+    assert stopped == []
+    partitioner = DefaultPartitioner()
+    for topic, partition, records, _ in batches:
+        assert topic == "app.segment-changes"
+        assert all(partitioner(k, [0, 1, 2, 3], [0, 1, 2, 3]) == partition for k, _ in records)
+    sent = [v for *_, records, _ in batches for _, v in records]
+    assert sorted(sent) == sorted(b"%d" % n for n in range(20))
+    for partition in range(4):  # each partition's records in the order they were submitted
+        mine = [int(v) for _, p, records, _ in batches if p == partition for _, v in records]
+        assert mine == sorted(mine)
+
+
+def test_a_full_record_batch_is_sent_and_the_partition_goes_on_in_a_new_one(monkeypatch):
+    outgoing = sending.Outgoing()
+    for n in range(5):
+        outgoing.add("app-profiles-changelog", b"k%d" % n, b"%d" % n, partition=2)
+    batches, _ = submitted([outgoing], monkeypatch, room=2)
+    assert [(t, p, [v for _, v in r]) for t, p, r, _ in batches] == [
+        ("app-profiles-changelog", 2, [b"0", b"1"]),
+        ("app-profiles-changelog", 2, [b"2", b"3"]),
+        ("app-profiles-changelog", 2, [b"4"])]
+
+
+def test_acknowledged_batches_report_their_last_offset(monkeypatch):
+    seen = []
+    outgoing = sending.Outgoing()
+    for n in range(3):
+        outgoing.add("app-profiles-changelog", b"k%d" % n, b"v", partition=1)
+    outgoing.on_sent["app-profiles-changelog"] = lambda t, p, o: seen.append((t, p, o))
+    submitted([outgoing], monkeypatch)
+    assert seen == [("app-profiles-changelog", 1, 7 + 3 - 1)]  # base offset 7, three records
+
+
+def test_a_submitted_batch_the_broker_refuses_stops_the_worker(monkeypatch):
+    outgoing = sending.Outgoing()
+    outgoing.add("segment-changes", b"u1", b"v")
+    _, stopped = submitted([outgoing], monkeypatch,
+                           outcome=lambda f: f.set_exception(TimeoutError("expired")))
+    assert stopped == ["a record was not delivered: TimeoutError('expired')"]
