@@ -18,7 +18,7 @@ from collections import defaultdict
 from schemas.codec import CodecError
 from state.processing import step, waits
 from state.profile import Limits
-from topology.faust_fixes import InputOrder, committed_offset, fail_stop
+from topology.faust_fixes import InputOrder, committed_offset, fail_stop, stores_settled
 from topology.journey_counts import JourneyCounts, positions
 from topology.sending import Outgoing
 from topology.snapshots import Snapshotter
@@ -73,6 +73,15 @@ def register(topology) -> None:
 
     topology.write_tables = write_profiles
     app.before_flush.append(flush_profiles)
+
+    async def write_aged() -> None:
+        """With no inputs coming, the agent writes nothing: cached profiles would wait for the
+        next commit (or for ever, with nothing to commit)."""
+        if cache.dirty and stores_settled(app):
+            await topology.sender.submit(
+                write_profiles(older_than=time.monotonic() - WRITE_AFTER))
+
+    app.timer(WRITE_AFTER)(write_aged)
 
     @app.on_partitions_revoked.connect
     def forget(sender, revoked, **kwargs) -> None:
