@@ -17,8 +17,8 @@ data in a temporary directory and stopped at the end, also on errors. Steps:
             batch at a time. The child reports its own CPU time (getrusage), its wall time from
             the first batch to the last acknowledgement, and its peak RSS.
   ours      a real `cjo worker` (cjo.processes.WorkerProcess) on the same app and topic, from an
-            empty state. Today it does ~500 events/s, so it processes only the last
-            `--worker-events` W of the N events: its consumer group's offsets are committed
+            empty state. It processes all N events, or only the last `--worker-events` W of
+            them (for a quick run): its consumer group's offsets are committed
             past the others before it starts. CPU (/proc/<pid>/stat) and wall time run from the
             first event its identity step counted to the last input its profile agent applied
             (its /stats/ view, sampled), and it must then be caught up (wait_until_caught_up
@@ -40,7 +40,7 @@ never fall due: every input is an event or a merge step and the counts stay exac
 
 Run from the repository root (prints figures; it is not a test):
 
-    python -m bench.pipeline                                   # N=100,000, W=20,000, P=100,000
+    python -m bench.pipeline                                   # N=W=100,000, P=100,000
     python -m bench.pipeline --events 20000 --worker-events 5000 --profiles 5000 --restore
 """
 from __future__ import annotations
@@ -737,7 +737,8 @@ def run(args) -> int:
 
 
 def bench(args, settings: Settings, workers: list) -> int:
-    n, w = args.events, min(args.worker_events, args.events)
+    n = args.events
+    w = n if args.worker_events is None else min(args.worker_events, n)
     topics.ensure_topics(settings)
     load_definitions(DEFINITIONS)  # a bad definition stops here, with its place
     applied = asyncio.run(apply_definitions(settings, DEFINITIONS))
@@ -759,8 +760,7 @@ def bench(args, settings: Settings, workers: list) -> int:
     say(f"(a) baseline: raw aiokafka loop in a child process over all {n:,} events …")
     base = run_baseline(settings, n)
 
-    say(f"(b) ours: a cjo worker over the last {w:,} of the {n:,} events (worker events are "
-        f"fewer: today's worker does ~500 events/s; --worker-events sets them) …")
+    say(f"(b) ours: a cjo worker over the last {w:,} of the {n:,} events …")
     asyncio.run(commit_offsets(settings.bootstrap_servers, settings.app_id,
                                settings.topic("events"), skip_to_last(positions, w)))
     clock = Clock(str(settings.data_dir / "clock"))
@@ -841,8 +841,8 @@ def main(argv=None) -> int:
         "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000,
                         help="events produced, all consumed by the baseline (default 100,000)")
-    parser.add_argument("--worker-events", type=int, default=20_000,
-                        help="of these, the last ones our worker processes (default 20,000)")
+    parser.add_argument("--worker-events", type=int, default=None,
+                        help="of these, the last ones our worker processes (default: all)")
     parser.add_argument("--profiles", type=int, default=100_000,
                         help="about how many profiles the events reach (default 100,000)")
     parser.add_argument("--latency-seconds", type=float, default=20.0,
@@ -859,7 +859,8 @@ def main(argv=None) -> int:
         spec = json.loads(args.baseline_child)
         print(json.dumps(asyncio.run(baseline_loop(**spec))), flush=True)
         return 0
-    if min(args.events, args.worker_events, args.profiles) < 1:
+    worker_events = args.events if args.worker_events is None else args.worker_events
+    if min(args.events, worker_events, args.profiles) < 1:
         parser.error("--events, --worker-events and --profiles must be positive")
     # aiokafka logs its retries while new topics get their leaders; they are not news here.
     logging.basicConfig()
