@@ -51,11 +51,12 @@ class Topology:
         records of `schema`: its changelog is a topic too, with a schema like every other."""
         codec = register_avro(f"{self.settings.app_id}-{schema}", schema)
         # Faust derives a table's serializers from its key/value model types, and ours are
-        # plain dicts; so the changelog topic is declared here with the right serializers
-        # (recovery decodes through it), and the store gets them before it is made (lazily).
+        # plain dicts; so the changelog topic is declared here, and the store gets the table's
+        # serializers before it is made (lazily). Recovery and standbys write the records'
+        # bytes as they are: "raw" spares decoding every restored profile for nothing.
         changelog = self.app.topic(
             f"{self.settings.app_id}-{name}-changelog",
-            key_serializer="raw", value_serializer=codec,
+            key_serializer="raw", value_serializer="raw",
             partitions=self.settings.partitions, compacting=True, acks=False, internal=True,
         )
         table = self.app.Table(name, partitions=self.settings.partitions,

@@ -140,11 +140,18 @@ class BatchDelivery:
                 await asyncio.sleep(0)  # timers, web views and commits run between batches
 
     async def _one_by_one(self, consumer, tp, batch: list) -> None:
-        """Faust's own path, for records of topics without a batch agent."""
-        callback = consumer.callback
-        for record in batch:
-            if not consumer.flow_active:
-                return
-            message = consumer._to_message(tp, record)
-            await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
-            consumer._read_offset[tp] = record.offset
+        """Faust's own path (its conductor), for records of topics without a batch agent: table
+        changelogs, read by recovery and standbys. Faust waits for each record's delivery or a
+        suspension of the flow, with a set of new tasks per record; one such wait per batch
+        keeps the same way out and makes restoring a table several times faster."""
+        callback, to_message = consumer.callback, consumer._to_message
+        read_offset = consumer._read_offset
+
+        async def deliver() -> None:
+            for record in batch:
+                if not consumer.flow_active:
+                    return
+                await callback(to_message(tp, record))
+                read_offset[tp] = record.offset
+
+        await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
