@@ -43,16 +43,21 @@ class BatchDelivery:
     def __init__(self, app) -> None:
         self.app = app
         self.agents: dict[str, BatchAgent] = {}  # Kafka topic name -> agent
+        self.ready: dict[str, asyncio.Event] = {}  # Kafka topic name -> what its agent awaits
         self.done: dict = {}  # tp -> offset after the last record of its last applied batch
         self.idle = asyncio.Event()
         self.idle.set()
         app.on_partitions_revoked.connect(self._forget)
 
-    def agent(self, topic) -> Callable[[BatchAgent], BatchAgent]:
-        """Register `fn(tp, records)` as the batch agent of a Faust topic."""
+    def agent(self, topic, ready: asyncio.Event | None = None
+              ) -> Callable[[BatchAgent], BatchAgent]:
+        """Register `fn(tp, records)` as the batch agent of a Faust topic; no batch is given to
+        it before `ready` is set."""
         def register(fn: BatchAgent) -> BatchAgent:
             for name in topic.topics:
                 self.agents[name] = fn
+                if ready is not None:
+                    self.ready[name] = ready
             self.app.topics.add(topic)  # the consumer subscribes to the conductor's topics
             return fn
         return register
@@ -124,6 +129,11 @@ class BatchDelivery:
             if agent is None:
                 await self._one_by_one(consumer, tp, batch)
                 continue
+            ready = self.ready.get(tp.topic)
+            if ready is not None and not ready.is_set():
+                await ready.wait()  # not under way yet: a rebalance need not wait for this
+                if not consumer.flow_active or self.app.consumer_generation_id != generation:
+                    return
             for start in range(0, len(batch), MAX_BATCH):
                 if start and (not consumer.flow_active
                               or self.app.consumer_generation_id != generation):

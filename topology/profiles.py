@@ -99,9 +99,8 @@ def register(topology) -> None:
 
     order = InputOrder(app)  # we write this topic, without transactions: no gaps at all
 
-    @app.batches.agent(inputs)
+    @app.batches.agent(inputs, ready=definitions.ready)
     async def apply_inputs(tp, records) -> None:
-        await definitions.ready.wait()
         await order.check(tp, records)
         partition = tp.partition
         committed = committed_offset(app, tp)
