@@ -30,8 +30,8 @@ from topology.wire import AvroWire
 # allow 3 memtables of 64 MB and a 2 GB block cache per database: with 8 partitions of 3
 # tables, gigabytes as the state grows. The state lives on disk; memory stays bounded (and the
 # operating system's page cache keeps what is read often).
-ROCKSDB_OPTIONS = {"write_buffer_size": 8 * 1024 * 1024, "max_write_buffer_number": 2,
-                   "block_cache_size": 16 * 1024 * 1024}
+ROCKSDB_OPTIONS = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2,
+                   "block_cache_size": 4 * 1024 * 1024}
 
 
 @dataclass
