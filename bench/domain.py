@@ -29,7 +29,7 @@ def run(events: int, profiles: int) -> dict:
     defs = load_definitions(DEFINITIONS)
     log = build_workload(events, profiles)
     print(describe_workload(log), flush=True)
-    encoded = [(key, wire._event.encode(event)) for key, event in log]
+    encoded = [(key, wire.codecs["events"].encode(event)) for key, event in log]
     store: dict[str, bytes] = {}
     aliases: dict[str, str] = {}
     phases: dict[str, float] = defaultdict(float)

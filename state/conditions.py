@@ -303,17 +303,7 @@ class AllOf:
 
     @cached_property
     def test(self) -> Test:
-        tests = tuple(item.test for item in self.items)
-        if len(tests) == 2:
-            first, second = tests
-            return lambda ctx: first(ctx) and second(ctx)
-
-        def holds(ctx: EvalContext) -> bool:
-            for test in tests:
-                if not test(ctx):
-                    return False
-            return True
-        return holds
+        return _joined(tuple(item.test for item in self.items), decisive=False)
 
 
 @dataclass(frozen=True)
@@ -325,17 +315,7 @@ class AnyOf:
 
     @cached_property
     def test(self) -> Test:
-        tests = tuple(item.test for item in self.items)
-        if len(tests) == 2:
-            first, second = tests
-            return lambda ctx: first(ctx) or second(ctx)
-
-        def holds(ctx: EvalContext) -> bool:
-            for test in tests:
-                if test(ctx):
-                    return True
-            return False
-        return holds
+        return _joined(tuple(item.test for item in self.items), decisive=True)
 
 
 @dataclass(frozen=True)
@@ -365,6 +345,23 @@ class InSegment:
 
 
 Condition = Union[AllOf, AnyOf, Not, InSegment, Comparison]
+
+
+def _joined(tests: tuple[Test, ...], decisive: bool) -> Test:
+    """All of `tests` (`decisive` False: the first False decides) or any of them (True: the
+    first True decides), stopping at the first that decides."""
+    if len(tests) == 2:
+        first, second = tests
+        if decisive:
+            return lambda ctx: first(ctx) or second(ctx)
+        return lambda ctx: first(ctx) and second(ctx)
+
+    def holds(ctx: EvalContext) -> bool:
+        for test in tests:
+            if bool(test(ctx)) is decisive:
+                return decisive
+        return not decisive
+    return holds
 
 # ---------------------------------------------------------------- operators
 # Each takes the actual value (None when missing) and the parsed value.

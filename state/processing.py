@@ -100,6 +100,17 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
     return profile, sends
 
 
+def reapply(profile: dict | None, inputs: list[tuple[dict, int, int | None]],
+            defs: DefinitionSet, wire: Wire, limits: Limits = LIMITS) -> dict | None:
+    """`profile` (as stored) with `inputs` — (record, offset, committed) as each was first
+    stepped — applied again: the state they left, rebuilt, since `step` is deterministic. What
+    they made is not returned (it was made the first time). The worker uses it when a step
+    fails half-way through a profile it keeps in memory between writes."""
+    for record, offset, committed in inputs:
+        profile, _ = step(profile, record, offset, committed, defs, wire, limits)
+    return profile
+
+
 def _hold(profile, record, offset, defs, wire, sends, limits) -> None:
     """Keep an input behind the merge barrier; when the held inputs would pass
     `max_buffered_bytes`, lift every barrier instead: the held inputs and this one are applied

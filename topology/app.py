@@ -14,7 +14,6 @@ import faust
 from cjo.clock import Clock
 from cjo.settings import Settings
 from topology import topics
-from schemas.codec import AvroCodec
 from topology.codecs import register_avro
 from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
@@ -46,7 +45,6 @@ class Topology:
     sender: Sender
     clock: Clock
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
-    table_codecs: dict[str, AvroCodec] = field(default_factory=dict)  # by table name
     metrics: "Metrics | None" = None
     journey_counts: object = None  # set by topology.profiles
     profile_cache: object = None  # topology.table_cache.TableCache, set by topology.profiles
@@ -72,7 +70,6 @@ class Topology:
         table.key_serializer = "raw"
         table.value_serializer = codec
         self.tables[name] = table
-        self.table_codecs[name] = AvroCodec(schema, changelog.get_topic_name())
         return table
 
 

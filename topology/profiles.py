@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 
 from schemas.codec import CodecError
-from state.processing import step, waits
+from state.processing import reapply, step, waits
 from state.profile import Limits
 from topology.faust_fixes import InputOrder, committed_offset, fail_stop, stores_settled
 from topology.journey_counts import JourneyCounts, positions
@@ -41,8 +41,7 @@ def register(topology) -> None:
     definitions = topology.definitions
     profiles = topology.table("profiles", "profile")
     index = topology.table("wakeups", "wakeup")
-    profile_codec = topology.table_codecs["profiles"]
-    index_codec = topology.table_codecs["wakeups"]
+    profile_codec, index_codec = wire.profile, wire.wakeup
     clock = topology.clock
     limits = Limits.from_settings(topology.settings)
     timer = WakeupTimer(topology, index, clock)
@@ -173,13 +172,10 @@ def register(topology) -> None:
 
     def replay(partition: int, profile_id: str, inputs: list, defs) -> dict:
         """The profile as it was before an input failed half-way: its stored state with the
-        inputs applied since it was written applied again (step is deterministic). Their
-        records were made already: they are neither counted nor sent again."""
-        profile = TableBatch(profiles, partition, profile_codec).get(profile_id)
-        counting, wire.on_output = wire.on_output, None
+        inputs applied since it was written applied again."""
+        stored = TableBatch(profiles, partition, profile_codec).get(profile_id)
+        counting, wire.on_output = wire.on_output, None  # its outputs were counted already
         try:
-            for record, offset, committed in inputs:
-                profile, _ = step(profile, record, offset, committed, defs, wire, limits)
+            return reapply(stored, inputs, defs, wire, limits)
         finally:
             wire.on_output = counting
-        return profile

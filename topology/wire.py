@@ -13,9 +13,10 @@ class AvroWire:
         self.on_output = on_output
         self.codecs = {spec.name: AvroCodec(spec.schema, settings.topic(spec.name))
                        for spec in topics.ALL}
-        profiles, aliases, _ = topics.CHANGELOGS
+        profiles, aliases, wakeups = topics.CHANGELOGS
         self.profile = AvroCodec("profile", profiles.topic_name(settings))
         self.alias = AvroCodec("alias", aliases.topic_name(settings))
+        self.wakeup = AvroCodec("wakeup", wakeups.topic_name(settings))
         self._event = self.codecs["events"]
         self._input = self.codecs["profile-inputs"]
 

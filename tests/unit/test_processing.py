@@ -8,7 +8,7 @@ import json
 
 from state.definitions import choose_variant, load_definitions
 from state.durations import DAY, HOUR, MINUTE
-from state.processing import PROFILE_INPUTS, STATS, step
+from state.processing import PROFILE_INPUTS, STATS, reapply, step
 from state.profile import new_profile, record_event
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -559,3 +559,19 @@ def test_a_merge_travels_from_the_visitor_to_the_member():
     assert member.profile["counts"] == {"view": 2, "purchase": 2, "identify": 1}
     assert member.profile["segments"] == ["buyer", "viewer"]
     assert f"{merge_id()}/segment/viewer/entered" in ids(sends)
+
+
+def test_a_profile_half_changed_by_a_failed_step_is_rebuilt_from_its_stored_state():
+    """The worker keeps changed profiles in memory between writes; when a step fails half-way,
+    the stored state with the inputs applied since is the profile as it was before."""
+    stored = visitor_state(event("view"), pid=MEMBER)
+    inputs = [(event_input(MEMBER, 3, 7, name="purchase", t=T0 + 1), 40, None),
+              (event_input(MEMBER, 3, 8, name="view", t=T0 + 2), 41, 40)]
+    kept = copy.deepcopy(stored)
+    for record, offset, committed in inputs:
+        kept, _ = step(kept, record, offset, committed, DEFS, WIRE)
+    expected = copy.deepcopy(kept)
+    kept["counts"]["purchase"] = 99  # what a step that raised half-way may leave behind
+    kept["segments"] = []
+    rebuilt = reapply(copy.deepcopy(stored), inputs, DEFS, WIRE)
+    assert rebuilt == expected and rebuilt["counts"]["purchase"] == 1
