@@ -639,12 +639,14 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
     bootstrap = settings.bootstrap_servers
     outputs = {"journey-transitions": "journey_transition", "segment-changes": "segment_change"}
     starts = {name: asyncio.run(end_offsets(bootstrap, settings.topic(name), settings.partitions))
-              for name in outputs}
-    began = time.monotonic()
+              for name in [*outputs, "profile-inputs"]}
+    began, cpu0 = time.monotonic(), worker.cpu_seconds()
     sent = asyncio.run(paced_produce(bootstrap, settings.topic("events"), records, rate))
     produced_for = time.monotonic() - began
     if not caught_up(settings, worker, 120):
         raise RuntimeError("the worker did not catch up after the paced events")
+    # How busy the worker was while paced: near 100% means the rate is its limit.
+    busy = (worker.cpu_seconds() - cpu0) / (time.monotonic() - began)
     first_output: dict[str, int] = {}
     for name, schema in outputs.items():
         codec = AvroCodec(schema, settings.topic(name))
@@ -653,9 +655,23 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
             if cause in sent:
                 first_output[cause] = min(first_output.get(cause, r.timestamp), r.timestamp)
     latencies = sorted(first_output[e] - sent[e] for e in first_output)
+    # The first hop's share: produce -> the event's profile input written by the identity step.
+    routed: dict[str, int] = {}
+    input_codec, event_codec = AvroCodec("profile_input", ""), AvroCodec("event", "")
+    for r in asyncio.run(read_since(bootstrap, settings.topic("profile-inputs"),
+                                    starts["profile-inputs"])):
+        record = input_codec.decode(r.value)
+        if record["event"] is not None:
+            event_id = event_codec.decode(record["event"])["event_id"]
+            if event_id in first_output:
+                routed.setdefault(event_id, r.timestamp)
+    first_hop = sorted(routed[e] - sent[e] for e in routed)
     return {"events": len(sent), "rate": len(sent) / produced_for, "with_output": len(latencies),
             "p50_ms": quantile(latencies, 0.50), "p99_ms": quantile(latencies, 0.99),
-            "max_ms": latencies[-1] if latencies else None}
+            "max_ms": latencies[-1] if latencies else None, "worker_busy": busy,
+            "first_hop_p50_ms": quantile(first_hop, 0.50),
+            "first_hop_p99_ms": quantile(first_hop, 0.99),
+            "cpu_per_event_us": (worker.cpu_seconds() - cpu0) / len(sent) * 1e6}
 
 
 # -- (d) restore --------------------------------------------------------------------------------
@@ -826,7 +842,10 @@ def print_report(base: dict, ours: dict, latency: dict, restore: dict | None) ->
         f"CPU {ours['cpu_seconds']:.1f}s. Baseline: wall {base['seconds']:.1f}s, "
         f"CPU {base['cpu_seconds']:.1f}s.")
     say(f"Latency: {latency['with_output']:,} of {latency['events']:,} paced events had a "
-        f"journey transition or segment change; max {latency['max_ms']} ms.")
+        f"journey transition or segment change; max {latency['max_ms']} ms; the worker was "
+        f"busy {latency['worker_busy']:.0%} of a core ({latency['cpu_per_event_us']:,.0f} µs "
+        "CPU per paced event); of that latency, produce -> profile input (the identity step) "
+        f"p50 / p99 {latency['first_hop_p50_ms']} / {latency['first_hop_p99_ms']} ms.")
     if restore:
         records, cold, warm = restore["records"], restore["cold_ready_s"], restore["warm_ready_s"]
         say(f"Restore: {records:,} records in the profiles changelog. Without the RocksDB "

@@ -83,6 +83,9 @@ class Settings:
     session_timeout: float = 10.0  # seconds before a silent worker's partitions move
     standby_replicas: int = 1  # workers that keep a warm copy of each table partition
     snapshot_interval: float = 60.0  # seconds between journey-state snapshots
+    # Memory of all the worker's RocksDB databases together: block cache, index and filter
+    # blocks, memtables (topology.rocksdb_memory). The state itself stays on disk.
+    rocksdb_memory_mb: int = 64
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
     snapshot_chunk: int = 250  # profiles a snapshot reads between two yields to the agents
     audience_interval: float = 300.0  # seconds between the sidecar's batch audience runs
@@ -123,6 +126,7 @@ class Settings:
                                            defaults.standby_replicas),
             snapshot_interval=_positive(env, "CJO_SNAPSHOT_INTERVAL", defaults.snapshot_interval,
                                         float),
+            rocksdb_memory_mb=_positive(env, "CJO_ROCKSDB_MEMORY_MB", defaults.rocksdb_memory_mb),
             snapshot_dir=env.get("CJO_SNAPSHOT_DIR") or "",
             snapshot_chunk=_positive(env, "CJO_SNAPSHOT_CHUNK", defaults.snapshot_chunk),
             audience_interval=_positive(env, "CJO_AUDIENCE_INTERVAL", defaults.audience_interval,
@@ -155,6 +159,7 @@ class Settings:
             "CJO_SESSION_TIMEOUT": str(self.session_timeout),
             "CJO_STANDBY_REPLICAS": str(self.standby_replicas),
             "CJO_SNAPSHOT_INTERVAL": str(self.snapshot_interval),
+            "CJO_ROCKSDB_MEMORY_MB": str(self.rocksdb_memory_mb),
             "CJO_SNAPSHOT_DIR": self.snapshot_dir,
             "CJO_SNAPSHOT_CHUNK": str(self.snapshot_chunk),
             "CJO_AUDIENCE_INTERVAL": str(self.audience_interval),

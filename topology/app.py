@@ -19,18 +19,19 @@ from topology.dead_letters import DeadLetters
 from topology.definitions import DefinitionsFollower
 from topology.faust_fixes import App
 from topology.metrics import Metrics
+from topology.rocksdb_memory import RocksDBMemory, install as budget_rocksdb_memory
 from topology.sending import Outgoing, Sender
 from topology.stats import WorkerStats
 from topology.web_access import web_options
 from topology.wire import AvroWire
 
 
-# Per table partition (every table has one RocksDB database per partition). Faust's defaults
-# allow 3 memtables of 64 MB and a 2 GB block cache per database: with 8 partitions of 3
-# tables, gigabytes as the state grows. The state lives on disk; memory stays bounded (and the
-# operating system's page cache keeps what is read often).
-ROCKSDB_OPTIONS = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2,
-                   "block_cache_size": 4 * 1024 * 1024}
+# Per table partition (every table has one RocksDB database per partition): Faust's defaults
+# allow 3 memtables of 64 MB each. Their memory, with the block cache and the index and filter
+# blocks, is charged to the worker's one budget (topology.rocksdb_memory,
+# `Settings.rocksdb_memory_mb`); the state lives on disk, and the operating system's page cache
+# keeps what is read often.
+ROCKSDB_OPTIONS = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2}
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Topology:
     definitions: DefinitionsFollower
     sender: Sender
     clock: Clock
+    rocksdb_memory: RocksDBMemory
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
     metrics: "Metrics | None" = None
     journey_counts: object = None  # set by topology.profiles
@@ -66,7 +68,8 @@ class Topology:
             partitions=self.settings.partitions, compacting=True, acks=False, internal=True,
         )
         table = self.app.Table(name, partitions=self.settings.partitions,
-                               changelog_topic=changelog, options=dict(ROCKSDB_OPTIONS))
+                               changelog_topic=changelog,
+                               options={**ROCKSDB_OPTIONS, "memory": self.rocksdb_memory})
         table.key_serializer = "raw"
         table.value_serializer = codec
         self.tables[name] = table
@@ -93,6 +96,7 @@ def logging_config(level: str) -> dict:
 
 
 def create_app(settings: Settings) -> Topology:
+    budget_rocksdb_memory()
     datadir = settings.worker_dir
     datadir.mkdir(parents=True, exist_ok=True)
     app = App(
@@ -154,6 +158,7 @@ def create_app(settings: Settings) -> Topology:
         dead_letters=DeadLetters(wire.codecs["dead-letters"], stats),
         definitions=DefinitionsFollower(settings),
         clock=Clock(),
+        rocksdb_memory=RocksDBMemory(settings.rocksdb_memory_mb * 1024 * 1024),
     )
     topology.metrics = Metrics(topology)
 

@@ -118,3 +118,11 @@ class _StateCollector:
         remaining.add_metric(["active"], recovery.active_remaining_total())
         remaining.add_metric(["standby"], recovery.standby_remaining_total())
         yield remaining
+        rocksdb = GaugeMetricFamily("cjo_rocksdb_memory_bytes",
+                                    "Memory of the worker's RocksDB databases, all together: "
+                                    "the budget, the shared cache (blocks, index and filter "
+                                    "blocks, memtables), the memtables alone.",
+                                    labels=["part"])
+        for part, n in topology.rocksdb_memory.usage().items():
+            rocksdb.add_metric([part.removesuffix("_bytes")], n)
+        yield rocksdb

@@ -112,7 +112,8 @@ def register(topology) -> None:
         return view.json({**topology.stats.as_dict(),
                           "definitions_ready": definitions.ready.is_set(),
                           "definitions": definitions.versions,
-                          "commits": _commit_state(app)})
+                          "commits": _commit_state(app),
+                          "rocksdb_memory": topology.rocksdb_memory.usage()})
 
     @app.page("/profiles/{profile_id}")
     @app.table_route(table=profiles, match_info="profile_id")

@@ -136,6 +136,12 @@ def test_each_view_answers_what_the_stream_made_to_whom_may_ask(settings, worker
                    kind="entered_journey") == entered
     assert _metric(text, "cjo_processing_latency_seconds_count", since="arrival") > 0
     assert _metric(text, "cjo_consumer_lag", topic=settings.topic("events"), partition=0) == 0
+    # The tables' RocksDB databases share one budget: their memtables are charged to it.
+    assert _metric(text, "cjo_rocksdb_memory_bytes", part="budget") == \
+        settings.rocksdb_memory_mb * 1024 * 1024
+    assert _metric(text, "cjo_rocksdb_memory_bytes", part="memtable") > 0
+    assert _metric(text, "cjo_rocksdb_memory_bytes", part="cache") >= \
+        _metric(text, "cjo_rocksdb_memory_bytes", part="memtable")
 
     # Definitions: read tokens may not change them; bad files change nothing; limits hold.
     before = get_json(settings, "/definitions")["versions"]
