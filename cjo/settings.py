@@ -86,6 +86,10 @@ class Settings:
     # Memory of all the worker's RocksDB databases together: block cache, index and filter
     # blocks, memtables (topology.rocksdb_memory). The state itself stays on disk.
     rocksdb_memory_mb: int = 64
+    # glibc malloc (topology.native_memory): at most this many arenas (0: glibc's default of
+    # eight per core), and every this many seconds the free pages go back to the system (0: never).
+    malloc_arenas: int = 2
+    malloc_trim_interval: int = 10
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
     snapshot_chunk: int = 250  # profiles a snapshot reads between two yields to the agents
     audience_interval: float = 300.0  # seconds between the sidecar's batch audience runs
@@ -127,6 +131,9 @@ class Settings:
             snapshot_interval=_positive(env, "CJO_SNAPSHOT_INTERVAL", defaults.snapshot_interval,
                                         float),
             rocksdb_memory_mb=_positive(env, "CJO_ROCKSDB_MEMORY_MB", defaults.rocksdb_memory_mb),
+            malloc_arenas=_non_negative(env, "CJO_MALLOC_ARENAS", defaults.malloc_arenas),
+            malloc_trim_interval=_non_negative(env, "CJO_MALLOC_TRIM_INTERVAL",
+                                               defaults.malloc_trim_interval),
             snapshot_dir=env.get("CJO_SNAPSHOT_DIR") or "",
             snapshot_chunk=_positive(env, "CJO_SNAPSHOT_CHUNK", defaults.snapshot_chunk),
             audience_interval=_positive(env, "CJO_AUDIENCE_INTERVAL", defaults.audience_interval,
@@ -160,6 +167,8 @@ class Settings:
             "CJO_STANDBY_REPLICAS": str(self.standby_replicas),
             "CJO_SNAPSHOT_INTERVAL": str(self.snapshot_interval),
             "CJO_ROCKSDB_MEMORY_MB": str(self.rocksdb_memory_mb),
+            "CJO_MALLOC_ARENAS": str(self.malloc_arenas),
+            "CJO_MALLOC_TRIM_INTERVAL": str(self.malloc_trim_interval),
             "CJO_SNAPSHOT_DIR": self.snapshot_dir,
             "CJO_SNAPSHOT_CHUNK": str(self.snapshot_chunk),
             "CJO_AUDIENCE_INTERVAL": str(self.audience_interval),

@@ -113,7 +113,8 @@ def register(topology) -> None:
                           "definitions_ready": definitions.ready.is_set(),
                           "definitions": definitions.versions,
                           "commits": _commit_state(app),
-                          "rocksdb_memory": topology.rocksdb_memory.usage()})
+                          "rocksdb_memory": topology.rocksdb_memory.usage(),
+                          "native_memory": topology.native_memory.usage()})
 
     @app.page("/profiles/{profile_id}")
     @app.table_route(table=profiles, match_info="profile_id")

@@ -75,7 +75,7 @@ def _metric(text: str, name: str, **labels) -> float:
 
 
 def test_each_view_answers_what_the_stream_made_to_whom_may_ask(settings, workers, tmp_path):
-    settings = settings.with_(commit_interval=0.5, max_body_bytes=4096)
+    settings = settings.with_(commit_interval=0.5, max_body_bytes=4096, malloc_trim_interval=1)
     ensure_topics(settings)
     asyncio.run(apply_definitions(settings, JOURNEYS.read_text()))
     worker = _start(settings, workers, tmp_path)
@@ -142,6 +142,10 @@ def test_each_view_answers_what_the_stream_made_to_whom_may_ask(settings, worker
     assert _metric(text, "cjo_rocksdb_memory_bytes", part="memtable") > 0
     assert _metric(text, "cjo_rocksdb_memory_bytes", part="cache") >= \
         _metric(text, "cjo_rocksdb_memory_bytes", part="memtable")
+    # glibc's arenas are capped and their free pages go back to the system every second.
+    native = get_json(settings, "/stats/")["native_memory"]
+    assert native["available"] and native["arenas"] == settings.malloc_arenas
+    assert native["trims"] >= 1
 
     # Definitions: read tokens may not change them; bad files change nothing; limits hold.
     before = get_json(settings, "/definitions")["versions"]

@@ -33,3 +33,10 @@ def test_settings_survive_the_trip_to_a_child_process():
 def test_a_bad_number_is_a_clear_error(value):
     with pytest.raises(ValueError, match=f"CJO_PARTITIONS={value!r}"):
         Settings.from_env({"CJO_PARTITIONS": value})
+
+
+def test_zero_turns_the_malloc_measures_off():
+    s = Settings.from_env({"CJO_MALLOC_ARENAS": "0", "CJO_MALLOC_TRIM_INTERVAL": "0"})
+    assert (s.malloc_arenas, s.malloc_trim_interval) == (0, 0)
+    with pytest.raises(ValueError, match="CJO_MALLOC_TRIM_INTERVAL='-1'"):
+        Settings.from_env({"CJO_MALLOC_TRIM_INTERVAL": "-1"})
