@@ -71,6 +71,7 @@ from cjo.settings import Settings
 from cjo.web_client import WebError, call, get_json
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
+from bench.process import peak_rss_mb
 from deploy.ports import free_port, free_port_pair
 from schemas.codec import AvroCodec
 from state.definitions import load_definitions
@@ -393,15 +394,6 @@ def describe_workload(log: list[tuple[bytes, dict]]) -> str:
 
 # -- broker, topics, small helpers ------------------------------------------------------------
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the process's peak resident set size."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def worker_stats(settings: Settings) -> dict | None:
     try:
         return get_json(settings, "/stats/", timeout=2)
@@ -522,7 +514,7 @@ async def baseline_loop(bootstrap: str, topic: str, out_topic: str, count: int,
             seen += len(acks)
         elapsed, cpu = time.perf_counter() - (began or 0), _cpu_self() - (cpu0 or 0)
         return {"events": seen, "seconds": elapsed, "cpu_seconds": cpu,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                "peak_rss_mb": peak_rss_mb()}
     finally:
         await producer.stop()
         await consumer.stop()

@@ -26,7 +26,6 @@ import hashlib
 import itertools
 import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -36,6 +35,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from bench.process import peak_rss_mb
 
 # Exactly the schema of topology/snapshots.py's snapshot files.
 SCHEMA = pa.schema([
@@ -318,7 +319,7 @@ def measure(db_path: str, full: dict, delta: dict) -> dict:
 
     db.close()
     out["db_bytes"] = _db_bytes(Path(db_path))
-    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    out["peak_rss"] = peak_rss_mb() * 2**20
     return out
 
 
