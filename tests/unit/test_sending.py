@@ -151,3 +151,37 @@ def test_a_submitted_batch_the_broker_refuses_stops_the_worker(monkeypatch):
     _, stopped = submitted([outgoing], monkeypatch,
                            outcome=lambda f: f.set_exception(TimeoutError("expired")))
     assert stopped == ["a record was not delivered: TimeoutError('expired')"]
+
+
+def test_agents_are_held_back_while_too_many_bytes_wait_for_the_producer(monkeypatch):
+    """The memory records wait in is bounded: past MAX_PENDING_BYTES, `submit` returns only
+    once the producer has taken them."""
+    monkeypatch.setattr(sending, "MAX_PENDING_BYTES", 10)
+    kafka = FakeKafka(partitions=1)
+    gate = None
+    send_batch = kafka.send_batch
+
+    async def slow_send_batch(builder, topic, *, partition):
+        await gate.wait()  # the producer is behind
+        return await send_batch(builder, topic, partition=partition)
+
+    kafka.send_batch = slow_send_batch
+    sender = Sender(SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: kafka)), {})
+    small, large = sending.Outgoing(), sending.Outgoing()
+    small.add("t", b"k", b"1234")  # 5 bytes: under the bound
+    large.add("t", b"k", b"1234567890")  # 11 bytes: together over it
+
+    async def scenario():
+        nonlocal gate
+        gate = asyncio.Event()
+        await asyncio.wait_for(sender.submit(small), 1)  # returns at once
+        held = asyncio.ensure_future(sender.submit(large))
+        await asyncio.sleep(0.05)
+        assert not held.done() and sender.pending_bytes == 16
+        gate.set()
+        await asyncio.wait_for(held, 1)
+        await sender.flush()
+        assert sender.pending_bytes == 0
+        return [v for *_, records, _ in kafka.batches for _, v in records]
+
+    assert asyncio.run(scenario()) == [b"1234", b"1234567890"]
