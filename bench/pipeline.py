@@ -64,6 +64,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.process import peak_rss_mb
 from cjo.clock import Clock
 from cjo.kafka_io import produce, read_to_end, wait_until_caught_up
 from cjo.processes import WorkerProcess
@@ -71,7 +72,6 @@ from cjo.settings import Settings
 from cjo.web_client import WebError, call, get_json
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
-from bench.process import peak_rss_mb
 from deploy.ports import free_port, free_port_pair
 from schemas.codec import AvroCodec
 from state.definitions import load_definitions
