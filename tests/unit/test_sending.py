@@ -158,7 +158,7 @@ def test_agents_are_held_back_while_too_many_bytes_wait_for_the_producer(monkeyp
     once the producer has taken them."""
     monkeypatch.setattr(sending, "MAX_PENDING_BYTES", 10)
     kafka = FakeKafka(partitions=1)
-    gate = None
+    gate = asyncio.Event()  # bound to the loop that first waits on it
     send_batch = kafka.send_batch
 
     async def slow_send_batch(builder, topic, *, partition):
@@ -172,8 +172,6 @@ def test_agents_are_held_back_while_too_many_bytes_wait_for_the_producer(monkeyp
     large.add("t", b"k", b"1234567890")  # 11 bytes: together over it
 
     async def scenario():
-        nonlocal gate
-        gate = asyncio.Event()
         await asyncio.wait_for(sender.submit(small), 1)  # returns at once
         held = asyncio.ensure_future(sender.submit(large))
         await asyncio.sleep(0.05)
