@@ -22,6 +22,7 @@ class Clock:
 
     def set(self, ms: int) -> None:
         """Stop the clock at `ms` (tests); every reader sees it at once."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         tmp = f"{self.path}.tmp"
         with open(tmp, "w") as f:
             f.write(str(int(ms)))

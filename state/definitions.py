@@ -33,8 +33,10 @@ from typing import Iterable
 
 import yaml
 
-from state.conditions import (EVENT_REFERENCES, ID, Comparison, Condition, ConditionError,
+from state.conditions import (EVENT_REFERENCES, Comparison, Condition, ConditionError,
                               InSegment, parse_condition, to_source, walk)
+from state.definition_errors import DefinitionError, bad_id, valid_id
+from state.journey_definitions import journey_source, parse_journey
 from state.journeys import Journey
 from state.splits import pick
 
@@ -90,15 +92,7 @@ class DefinitionSet:
     @property
     def raw_journeys(self) -> tuple[dict, ...]:
         """The plain-JSON bodies of `journeys`, as they travel on the definitions topic."""
-        return tuple(_journey_module().journey_source(j) for j in self.journeys)
-
-
-class DefinitionError(ValueError):
-    """Every problem of a definition file: `errors` is a list of (path, problem)."""
-
-    def __init__(self, errors: list[tuple[str, str]]):
-        super().__init__("\n".join(f"{path}: {problem}" for path, problem in errors))
-        self.errors = list(errors)
+        return tuple(journey_source(j) for j in self.journeys)
 
 
 # ---------------------------------------------------------------- loading
@@ -215,24 +209,16 @@ def _ids(items: list, where: str, kind: str, errors, shape: bool = True) -> list
         if not isinstance(item, dict):
             continue  # reported by the item's own check
         path = f"{where}[{i}].id"
-        if "id" not in item or not _valid_id(item["id"]):
+        if "id" not in item or not valid_id(item["id"]):
             if shape:
                 errors.append((path, f"missing: every {kind} needs an id"
-                               if "id" not in item else _bad_id(item["id"])))
+                               if "id" not in item else bad_id(item["id"])))
         elif item["id"] in first:
             errors.append((path, f"duplicate {kind} id {item['id']!r} "
                                  f"(also at {first[item['id']]})"))
         else:
             first[item["id"]] = f"{where}[{i}]"
     return list(first)
-
-
-def _valid_id(value) -> bool:
-    return isinstance(value, str) and ID.fullmatch(value) is not None
-
-
-def _bad_id(value) -> str:
-    return f"{value!r} is not a valid id: 1 to 64 letters, digits, _ or -"
 
 
 def _mapping(item, path: str, allowed: tuple[str, ...], what: str, errors) -> bool:
@@ -273,7 +259,7 @@ def _segment(item, path: str, errors) -> Segment | None:
     if "sql" in item:
         return _audience(item, path, description, errors)
     cond = _condition(item, "condition", path, errors)
-    if cond is None or not _valid_id(item.get("id")):
+    if cond is None or not valid_id(item.get("id")):
         return None
     # A segment is a property of the profile; one event's values would make it flicker.
     for where, node in walk(cond, f"{path}.condition"):
@@ -302,7 +288,7 @@ def _audience(item, path: str, description, errors) -> Segment | None:
     if problem:
         errors.append((f"{path}.sql", problem))
         return None
-    if not _valid_id(item.get("id")):
+    if not valid_id(item.get("id")):
         return None
     return Segment(item["id"], None, description if isinstance(description, str) else None,
                    sql=text)
@@ -314,8 +300,8 @@ def _delivery(item, path: str, known: set[str], errors) -> Delivery | None:
     target = item.get("segment")
     if target is None:
         errors.append((f"{path}.segment", "missing: a delivery needs a target segment"))
-    elif not _valid_id(target):
-        errors.append((f"{path}.segment", _bad_id(target)))
+    elif not valid_id(target):
+        errors.append((f"{path}.segment", bad_id(target)))
     elif target not in known:
         errors.append((f"{path}.segment", f"unknown segment {target!r}"))
     trigger = _condition(item, "trigger", path, errors)
@@ -323,8 +309,8 @@ def _delivery(item, path: str, known: set[str], errors) -> Delivery | None:
         _check_references(trigger, f"{path}.trigger", known, errors)
     limits = _limits(item.get("limits"), f"{path}.limits", errors)
     variants = _variants(item.get("variants"), f"{path}.variants", errors)
-    if trigger is None or limits is None or variants is None or not _valid_id(item.get("id")) \
-            or not _valid_id(target):
+    if trigger is None or limits is None or variants is None or not valid_id(item.get("id")) \
+            or not valid_id(target):
         return None
     return Delivery(item["id"], target, trigger, variants=variants, **limits)
 
@@ -359,8 +345,8 @@ def _variants(raw, path: str, errors) -> tuple[Variant, ...] | None:
         if not _mapping(item, where, VARIANT_KEYS, "id, weight, payload", errors):
             continue
         vid, weight, payload = item.get("id"), item.get("weight"), item.get("payload", {})
-        if not _valid_id(vid):
-            errors.append((f"{where}.id", "missing" if vid is None else _bad_id(vid)))
+        if not valid_id(vid):
+            errors.append((f"{where}.id", "missing" if vid is None else bad_id(vid)))
         elif vid in seen:
             errors.append((f"{where}.id", f"duplicate variant id {vid!r} (also at {seen[vid]})"))
         else:
@@ -389,15 +375,8 @@ def _merge(old: Iterable, new: Iterable) -> tuple:
     return tuple(items.values())
 
 
-def _journey_module():
-    # Imported when used: state.journey_definitions imports DefinitionError from here.
-    from state import journey_definitions
-    return journey_definitions
-
-
 def _journeys(raw: list, segments: set[str], journeys: set[str], errors) -> list[Journey]:
     """Each journey of the file (as version 1; `_versions` numbers them), or its errors."""
-    parse_journey = _journey_module().parse_journey
     parsed = []
     for i, item in enumerate(raw):
         try:
@@ -501,12 +480,11 @@ def _dependency_order(segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
 def to_records(defs: DefinitionSet, all_versions: bool = False) -> list[tuple[str, dict]]:
     """One (key, plain-JSON definition) per item, for the compacted definitions topic; with
     `all_versions`, also every journey version under its own key `journey:<id>:v<N>`."""
-    source = _journey_module().journey_source
     records = [(f"segment:{s.id}", _segment_source(s)) for s in defs.segments]
     records += [(f"delivery:{d.id}", _delivery_source(d)) for d in defs.deliveries]
-    records += [(f"journey:{j.id}", source(j)) for j in defs.journeys]
+    records += [(f"journey:{j.id}", journey_source(j)) for j in defs.journeys]
     if all_versions:
-        records += [(f"journey:{jid}:v{n}", source(j))
+        records += [(f"journey:{jid}:v{n}", journey_source(j))
                     for jid, by_number in defs.journey_versions.items()
                     for n, j in sorted(by_number.items())]
     return records
@@ -594,7 +572,6 @@ def _with_journey_versions(doc: dict, bodies: dict[str, dict[int, tuple[str, dic
 def _old_versions(bodies: dict[str, dict[int, tuple[str, dict]]],
                   errors) -> dict[str, dict[int, Journey]]:
     """Every version but the latest of each journey, in version order."""
-    parse_journey = _journey_module().parse_journey
     versions: dict[str, dict[int, Journey]] = {}
     for jid, by_number in bodies.items():
         versions[jid] = {}

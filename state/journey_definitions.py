@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from state.conditions import Condition, ConditionError, InSegment, parse_condition, to_source, walk
 # Same wording for ids as segments and deliveries.
-from state.definitions import DefinitionError, _bad_id, _valid_id
+from state.definition_errors import DefinitionError, bad_id, valid_id
 from state.durations import format_duration, parse_duration
 from state.journeys import REENTRY_MODES, STEP_KINDS, WEEKDAYS, Branch, Journey, Stage, Step
 
@@ -214,8 +214,8 @@ def _activation(raw: dict, path: str, check: _Check) -> dict:
     destination = raw.get("destination")
     if destination is None:
         check.error(f"{path}.destination", "missing: an activation needs a destination")
-    elif not _valid_id(destination):
-        check.error(f"{path}.destination", _bad_id(destination))
+    elif not valid_id(destination):
+        check.error(f"{path}.destination", bad_id(destination))
     payload = raw.get("payload", {})
     if not isinstance(payload, dict) or not all(
             isinstance(k, str) and type(v) in _PRIMITIVES
@@ -263,11 +263,11 @@ def _jump(raw: dict, path: str, check: _Check) -> dict:
     for key, attr in (("stage", "to_stage"), ("journey", "to_journey")):
         if key in raw:
             value = raw[key]
-            if not _valid_id(value):
-                check.error(f"{path}.{key}", _bad_id(value))
+            if not valid_id(value):
+                check.error(f"{path}.{key}", bad_id(value))
             elif key == "journey" and check.check_references and value not in check.journeys:
                 check.error(f"{path}.journey", f"unknown journey {value!r}")
-            target[attr] = value if _valid_id(value) else None
+            target[attr] = value if valid_id(value) else None
     return target  # an unknown stage is found with the other references (_check_graph)
 
 
@@ -338,8 +338,8 @@ def _id(raw: dict, path: str, what: str, check: _Check):
     value = raw.get("id")
     if value is None:
         check.error(f"{path}.id", f"missing: every {what} needs an id")
-    elif not _valid_id(value):
-        check.error(f"{path}.id", _bad_id(value))
+    elif not valid_id(value):
+        check.error(f"{path}.id", bad_id(value))
     return value
 
 
