@@ -20,7 +20,7 @@ from cjo.settings import Settings
 from state.definitions import load_definitions
 from state.events import IDENTIFY, canonical_id
 from state.processing import step
-from topology.wire import AvroWire
+from topology.machinery.wire import AvroWire
 
 
 def run(events: int, profiles: int) -> dict:

@@ -75,8 +75,8 @@ from deploy.broker import BrokerError, LocalBroker
 from deploy.ports import free_port, free_port_pair
 from schemas.codec import AvroCodec
 from state.definitions import load_definitions
-from topology import topics
-from topology.definitions import apply_definitions
+from topology.pipeline import topics
+from topology.pipeline.definitions import apply_definitions
 
 DEFINITIONS = """
 segments:

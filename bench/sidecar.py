@@ -1,7 +1,7 @@
 """Benchmark of the analytical sidecar (sidecar/) on synthetic journey-state snapshots.
 
 For each size (total rows of a full snapshot file) it writes a full snapshot Parquet file as the
-snapshot agent writes it (topology/snapshots.py `SnapshotFile`: its schema, a row group per
+snapshot agent writes it (topology/pipeline/snapshots.py `SnapshotFile`: its schema, a row group per
 `CJO_SNAPSHOT_CHUNK` profiles; rows as state/sparse.py `profile_rows` makes them) and a delta
 file naming 1% of its profiles, then measures with time.perf_counter:
 
@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from bench.process import peak_rss_mb
 
-# Exactly the schema of topology/snapshots.py's snapshot files.
+# Exactly the schema of topology/pipeline/snapshots.py's snapshot files.
 SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("journey", pa.string()), ("version", pa.int32()),
     ("key", pa.string()), ("first", pa.int64()), ("last_left", pa.int64()),

@@ -1,7 +1,7 @@
-"""Benchmark of the snapshot agent's full snapshot (topology/snapshots.py) on one partition of N
+"""Benchmark of the snapshot agent's full snapshot (topology/pipeline/snapshots.py) on one partition of N
 profiles: how long it takes, and how long it keeps the profile agent from running.
 
-For each N it writes N realistic profiles (the Avro profile codec of topology/wire.py, the bytes
+For each N it writes N realistic profiles (the Avro profile codec of topology/machinery/wire.py, the bytes
 Faust's store holds: counts, windows, latest values and aggregates folded by
 state.profile.record_event, segments, deliveries, positions, and 1-3 journeys with their sparse
 cells: journey, 2-4 stages, steps, branches, milestones, sometimes a goal or an exit) into a real
@@ -243,7 +243,7 @@ def _encoded(start: int, stop: int, seed: int, workdir: str) -> list[tuple[bytes
     """Keys and Avro values of profiles start..stop-1 (in a generating process)."""
     global _WORKER
     if _WORKER is None:
-        from topology.wire import AvroWire
+        from topology.machinery.wire import AvroWire
 
         rng = random.Random(seed)
         _WORKER = ([_template(rng) for _ in range(500)],
@@ -348,8 +348,8 @@ def measure(db_path: str, workdir: str, n: int, chunk: int, delta_percent: float
     import rocksdict
 
     from state.profile import record_event
-    from topology import snapshots
-    from topology.wire import AvroWire
+    from topology.machinery.wire import AvroWire
+    from topology.pipeline import snapshots
 
     settings = _settings(Path(workdir) / f"run-{chunk}", chunk)
     wire = AvroWire(settings)

@@ -43,7 +43,7 @@ def _broker(args, settings: Settings) -> int:
 
 
 def _topics(args, settings: Settings) -> int:
-    from topology import topics
+    from topology.pipeline import topics
 
     if args.action == "create":
         created = topics.ensure_topics(settings)
@@ -55,7 +55,7 @@ def _topics(args, settings: Settings) -> int:
 
 def _worker(argv: list[str], settings: Settings) -> int:
     from topology.app import create_app
-    from topology.topics import ensure_topics
+    from topology.pipeline.topics import ensure_topics
 
     level = _loglevel_option(argv)
     if level is None:
@@ -96,8 +96,8 @@ def _validate(args, settings: Settings) -> int:
 
 def _apply(args, settings: Settings) -> int:
     from state.definitions import DefinitionError
-    from topology.definitions import apply_file
-    from topology.topics import ensure_topics
+    from topology.pipeline.definitions import apply_file
+    from topology.pipeline.topics import ensure_topics
 
     ensure_topics(settings)
     try:

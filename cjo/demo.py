@@ -22,8 +22,8 @@ from cjo.web_client import WebError, get_json
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
 from state.durations import DAY
-from topology import topics
-from topology.definitions import apply_definitions
+from topology.pipeline import topics
+from topology.pipeline.definitions import apply_definitions
 
 DEMO_PREFIX = "cjo-demo-"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "definitions.yaml"

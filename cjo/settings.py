@@ -84,9 +84,9 @@ class Settings:
     standby_replicas: int = 1  # workers that keep a warm copy of each table partition
     snapshot_interval: float = 60.0  # seconds between journey-state snapshots
     # Memory of all the worker's RocksDB databases together: block cache, index and filter
-    # blocks, memtables (topology.rocksdb_memory). The state itself stays on disk.
+    # blocks, memtables (topology.machinery.rocksdb_memory). The state itself stays on disk.
     rocksdb_memory_mb: int = 64
-    # glibc malloc (topology.native_memory): at most this many arenas (0: glibc's default of
+    # glibc malloc (topology.machinery.native_memory): at most this many arenas (0: glibc's default of
     # eight per core), and every this many seconds the free pages go back to the system (0: never).
     malloc_arenas: int = 2
     malloc_trim_interval: int = 10

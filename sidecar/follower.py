@@ -108,7 +108,7 @@ async def _audiences(settings: Settings, store: SparseStore) -> list[dict]:
 
 
 async def _definitions(settings: Settings):
-    from topology.definitions import build, read_all
+    from topology.pipeline.definitions import build, read_all
 
     return build(await read_all(settings))
 

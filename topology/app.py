@@ -1,8 +1,8 @@
 """The app factory: one Faust app per settings, with its topics, tables, agents and views.
 
-Data flows one way: events → identity (topology.identity) → profile-inputs → profile agent
-(topology.profiles) → segment-changes, activations; bad input → dead-letters. Definitions come
-from their compacted topic (topology.definitions).
+Data flows one way: events → identity (topology.pipeline.identity) → profile-inputs → profile agent
+(topology.pipeline.profiles) → segment-changes, activations; bad input → dead-letters. Definitions come
+from their compacted topic (topology.pipeline.definitions).
 """
 from __future__ import annotations
 
@@ -14,23 +14,23 @@ import faust
 
 from cjo.clock import Clock
 from cjo.settings import Settings
-from topology import topics
-from topology.codecs import register_avro
-from topology.dead_letters import DeadLetters
-from topology.definitions import DefinitionsFollower
-from topology.faust_fixes import App
-from topology.metrics import Metrics
-from topology.native_memory import NativeMemory
-from topology.rocksdb_memory import RocksDBMemory, install as budget_rocksdb_memory
-from topology.sending import Outgoing, Sender
-from topology.stats import WorkerStats
-from topology.web_access import web_options
-from topology.wire import AvroWire
+from topology.machinery.codecs import register_avro
+from topology.machinery.faust_fixes import App
+from topology.machinery.native_memory import NativeMemory
+from topology.machinery.rocksdb_memory import RocksDBMemory, install as budget_rocksdb_memory
+from topology.machinery.sending import Outgoing, Sender
+from topology.machinery.wire import AvroWire
+from topology.ops.metrics import Metrics
+from topology.ops.stats import WorkerStats
+from topology.ops.web_access import web_options
+from topology.pipeline import topics
+from topology.pipeline.dead_letters import DeadLetters
+from topology.pipeline.definitions import DefinitionsFollower
 
 
 # Per table partition (every table has one RocksDB database per partition): Faust's defaults
 # allow 3 memtables of 64 MB each. Their memory, with the block cache and the index and filter
-# blocks, is charged to the worker's one budget (topology.rocksdb_memory,
+# blocks, is charged to the worker's one budget (topology.machinery.rocksdb_memory,
 # `Settings.rocksdb_memory_mb`); the state lives on disk, and the operating system's page cache
 # keeps what is read often.
 ROCKSDB_OPTIONS = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2}
@@ -51,10 +51,10 @@ class Topology:
     native_memory: NativeMemory
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
     metrics: "Metrics | None" = None
-    journey_counts: object = None  # set by topology.profiles
-    profile_cache: object = None  # topology.table_cache.TableCache, set by topology.profiles
+    journey_counts: object = None  # set by topology.pipeline.profiles
+    profile_cache: object = None  # topology.machinery.table_cache.TableCache, set by topology.pipeline.profiles
     # Writes what the agents' write-back caches hold to RocksDB now; returns the changelog
-    # records to submit (set by topology.profiles; timers call it before they read a table).
+    # records to submit (set by topology.pipeline.profiles; timers call it before they read a table).
     write_tables: Callable[[], Outgoing] = Outgoing
 
     def table(self, name: str, schema: str) -> faust.types.TableT:
@@ -169,7 +169,8 @@ def create_app(settings: Settings) -> Topology:
     )
     topology.metrics = Metrics(topology)
 
-    from topology import identity, profiles, views
+    from topology.ops import views
+    from topology.pipeline import identity, profiles
 
     app.task(topology.definitions.run)
     if settings.malloc_trim_interval and native_memory.available:

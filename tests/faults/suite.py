@@ -34,8 +34,8 @@ from state.definitions import load_definitions
 from state.durations import DAY
 from tests.integration.harness import outputs, table
 from tests.model import ReferenceModel, comparable
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 OUTPUTS = (("segment-changes", "segment_change", "change_id"),

@@ -27,7 +27,7 @@ def test_a_broker_restart_changes_nothing(settings, broker, tmp_path):
 def test_a_takeover_by_a_standby_and_back_changes_nothing(settings, tmp_path):
     """Two workers with standby replicas; one is killed (the other takes every partition) and
     restarted later (partitions move back). A commit held up behind a hole in Faust's
-    acknowledged offsets is re-read by the commit watchdog (topology.faust_fixes)."""
+    acknowledged offsets is re-read by the commit watchdog (topology.machinery.faust_fixes)."""
     _check(takeover_scenario(settings, tmp_path, events=4000, seed=12))
 
 

@@ -7,7 +7,7 @@ The promises checked on every case:
   non-empty list of (path, problem) pairs of text, the problem never empty (the path is empty
   only for a top-level key that is itself empty); nothing else;
 - a DefinitionSet it returns goes through what `cjo apply` and the workers do with it
-  (topology/definitions.py): to_records, one JSON text per record, from_records on the parsed
+  (topology/pipeline/definitions.py): to_records, one JSON text per record, from_records on the parsed
   JSON, which rebuilds the same records; and applying the same file again over what was
   published makes no new journey version.
 
@@ -370,7 +370,7 @@ def loaded(source, existing: DefinitionSet | None = None) -> DefinitionSet | Non
 
 
 def published(source, defs: DefinitionSet) -> None:
-    """What `cjo apply` and the workers do with an accepted set (topology/definitions.py):
+    """What `cjo apply` and the workers do with an accepted set (topology/pipeline/definitions.py):
     each record becomes JSON text; from_records rebuilds the set from the parsed JSON, with
     the same records; and applying the same source again over it changes nothing."""
     records = to_records(defs, all_versions=True)

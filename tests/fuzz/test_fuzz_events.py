@@ -1,8 +1,8 @@
 """Hostile input events: whatever bytes, key and timestamp a producer writes to `<app>.events`,
 the worker's path through them never raises.
 
-The path is the identity step's `route` (topology/identity.py) followed by the profile agent
-(topology/profiles.py), called here as plain functions with the worker's own codecs:
+The path is the identity step's `route` (topology/pipeline/identity.py) followed by the profile agent
+(topology/pipeline/profiles.py), called here as plain functions with the worker's own codecs:
 
     check_size → AvroCodec("event").decode → check_event
         ├─ rejected: a dead letter with a reason code and text (encoded as DeadLetters.send
@@ -38,9 +38,9 @@ from state.events import (IDENTIFY, MAX_FIELDS, MAX_ID, MAX_STRING, MIN_TIME, RE
 from state.processing import step, waits
 from state.profile import Limits
 from tests.fuzz.strategies import ANY_CHAR, FUZZ
-from topology.identity import member_at
-from topology.wakeups import index_key
-from topology.wire import AvroWire
+from topology.machinery.wire import AvroWire
+from topology.pipeline.identity import member_at
+from topology.pipeline.wakeups import index_key
 
 # The reason codes a dead letter of the identity step may carry: the rules' documented set
 # (state/events.py REASON_CODES) and the decoder's "undecodable".

@@ -10,8 +10,8 @@ from collections import defaultdict
 from cjo.clock import Clock
 from tests.integration.harness import outputs, send_events, table, wait_processed
 from tests.integration.test_journeys import START
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 DEFINITIONS = """
 segments:

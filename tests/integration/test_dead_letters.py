@@ -10,7 +10,7 @@ from cjo.kafka_io import read_all
 from cjo.web_client import get_json
 from schemas.codec import AvroCodec
 from tests.integration.harness import send_raw, table, wait_processed
-from topology.topics import ensure_topics
+from topology.pipeline.topics import ensure_topics
 
 NOW = int(time.time() * 1000)
 

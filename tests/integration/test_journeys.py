@@ -16,8 +16,8 @@ from state.definitions import load_definitions
 from state.durations import DAY, HOUR
 from tests.integration.harness import outputs, send_events, stats, table, wait_processed
 from tests.model import ReferenceModel, comparable
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 JOURNEYS = Path(__file__).resolve().parent / "journeys.yaml"
 START = int(time.time() * 1000) - 40 * DAY  # event times are in the past: the clock starts there

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.codec import AvroCodec
 from tests.integration.harness import outputs, send_events, table, wait_processed
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 K = 140
 MEMBER, VISITOR = "member-1", "visitor-1"

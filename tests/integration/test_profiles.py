@@ -7,12 +7,12 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 
+from cjo.workload import Workload
 from state.definitions import load_definitions
 from tests.integration.harness import outputs, send_events, table, wait_processed
 from tests.model import ReferenceModel, comparable
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
-from cjo.workload import Workload
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 

@@ -18,8 +18,8 @@ from cjo.kafka_io import read_all
 from state.sparse import profile_rows
 from tests.integration.harness import send_events, stats, table, wait_processed
 from tests.integration.test_journeys import JOURNEYS, START, _events
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 
 def _end_offsets(settings) -> dict[int, int]:

@@ -17,8 +17,8 @@ from cjo.web_client import call, get_json
 from tests.conftest import ADMIN_TOKEN, ARTIFACTS, READ_TOKEN
 from tests.integration.harness import send_events, send_raw, table, wait_processed
 from tests.integration.test_journeys import JOURNEYS, START, _events
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 VISITOR, MEMBER = "visitor-9", "member-9"
 

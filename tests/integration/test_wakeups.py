@@ -7,8 +7,8 @@ import time
 from collections import Counter
 
 from tests.integration.harness import outputs, send_events, stats, wait_processed
-from topology.definitions import apply_definitions
-from topology.topics import ensure_topics
+from topology.pipeline.definitions import apply_definitions
+from topology.pipeline.topics import ensure_topics
 
 JOURNEY = {"journeys": [{
     "id": "reminder",

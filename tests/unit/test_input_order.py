@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from faust.types import TP
-from topology import faust_fixes
-from topology.faust_fixes import InputOrder
+from topology.machinery import faust_fixes
+from topology.machinery.faust_fixes import InputOrder
 
 EVENTS = TP("events", 0)
 

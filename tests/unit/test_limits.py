@@ -56,7 +56,7 @@ def holds(condition: dict, profile: dict, now: int, event=None) -> bool:
 
 
 class AvroWire:
-    """The worker's codecs (topology/wire.py), so that sizes are the real ones."""
+    """The worker's codecs (topology/machinery/wire.py), so that sizes are the real ones."""
 
     def __init__(self) -> None:
         self.event = AvroCodec("event", "t.events")

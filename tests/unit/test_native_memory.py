@@ -1,9 +1,9 @@
-"""A worker gives the memory it freed back to the operating system (topology.native_memory):
+"""A worker gives the memory it freed back to the operating system (topology.machinery.native_memory):
 glibc keeps freed blocks inside its heaps, and a periodic trim returns their pages."""
 import os
 
-from topology import native_memory
-from topology.native_memory import NativeMemory
+from topology.machinery import native_memory
+from topology.machinery.native_memory import NativeMemory
 
 MB = 1024 * 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")

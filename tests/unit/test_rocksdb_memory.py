@@ -1,9 +1,9 @@
-"""A worker's RocksDB databases share one memory budget (topology.rocksdb_memory): one cache
+"""A worker's RocksDB databases share one memory budget (topology.machinery.rocksdb_memory): one cache
 holds the blocks read, the index and filter blocks and (charged to it) the memtables of every
 database, so their memory is the budget whatever the number of databases and the data on disk."""
 from faust.stores import rocksdb as faust_rocksdb
 
-from topology.rocksdb_memory import BudgetedOptions, RocksDBMemory, install
+from topology.machinery.rocksdb_memory import BudgetedOptions, RocksDBMemory, install
 
 MB = 1024 * 1024
 VALUE = b"x" * 4000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from topology import sending
-from topology.sending import Sender
+from topology.machinery import sending
+from topology.machinery.sending import Sender
 
 
 class FakeProducer:

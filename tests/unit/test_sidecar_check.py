@@ -16,7 +16,7 @@ from state.judging import judge_segments
 from state.profile import new_profile, record_event
 from state.sparse import COLUMNS, profile_rows
 from state.sql import event_rows
-from topology.snapshots import SCHEMA
+from topology.pipeline.snapshots import SCHEMA
 
 T0 = 1_767_225_600_000
 SEGMENTS = {

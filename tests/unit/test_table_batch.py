@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 from rocksdict import Options, Rdict
 
-from topology.sending import Outgoing
-from topology.table_batch import TableBatch
-from topology.table_cache import TableCache
+from topology.machinery.sending import Outgoing
+from topology.machinery.table_batch import TableBatch
+from topology.machinery.table_cache import TableCache
 
 
 class JsonCodec:
@@ -87,7 +87,7 @@ def test_the_store_learns_the_changelog_offset_once_the_records_are_acknowledged
 def test_older_than_writes_only_the_keys_changed_first_before_it_in_that_order(tmp_path,
                                                                               monkeypatch):
     clock = iter([1.0, 2.0, 3.0])
-    monkeypatch.setattr("topology.table_batch.monotonic", lambda: next(clock))
+    monkeypatch.setattr("topology.machinery.table_batch.monotonic", lambda: next(clock))
     batch = TableBatch(table(tmp_path), 0, JsonCodec())
     batch.put("a", {"n": 1})  # first changed at 1.0
     batch.put("b", {"n": 1})  # 2.0

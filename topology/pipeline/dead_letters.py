@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from topology.sending import Outgoing
+from topology.machinery.sending import Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The worker's web views for ops (the README shows each with curl). All but /health, /ready and
-/metrics need a bearer token (topology.web_access); POST needs an admin one.
+/metrics need a bearer token (topology.ops.web_access); POST needs an admin one.
 
     GET  /health                    liveness
     GET  /ready                     rebalance done, tables recovered, definitions, broker
@@ -23,10 +23,10 @@ from faust.web import View
 
 from state.definitions import DefinitionError, to_records
 from state.journey_definitions import journey_source
-from topology import funnel_page
-from topology.definitions import apply_definitions
-from topology.metrics import CONTENT_TYPE
-from topology.partitions import owned
+from topology.machinery.partitions import owned
+from topology.ops import funnel_page
+from topology.ops.metrics import CONTENT_TYPE
+from topology.pipeline.definitions import apply_definitions
 
 log = logging.getLogger(__name__)
 # Profile fields an operator reads; the rest is the agent's bookkeeping (positions, outbox...).

@@ -32,7 +32,7 @@ import os
 import faust
 from functools import cached_property
 
-from topology.batches import BatchDelivery
+from topology.machinery.batches import BatchDelivery
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ FETCH_MAX_WAIT_MS = 20
 
 
 class App(faust.App):
-    sender = None  # topology.sending.Sender, set by create_app
+    sender = None  # topology.machinery.sending.Sender, set by create_app
     @cached_property
     def before_flush(self) -> list:
         """Coroutines run whenever Faust flushes the producer (before each commit, and before
@@ -55,7 +55,7 @@ class App(faust.App):
 
     @cached_property
     def batches(self) -> BatchDelivery:
-        """The batch agents (topology.batches), fed by the consumer's fetch loop."""
+        """The batch agents (topology.machinery.batches), fed by the consumer's fetch loop."""
         return BatchDelivery(self)
 
     def _new_producer(self):
@@ -63,7 +63,7 @@ class App(faust.App):
         buffer = producer.buffer
 
         async def drain() -> None:
-            for hook in self.before_flush:  # e.g. write-back caches (topology.table_cache)
+            for hook in self.before_flush:  # e.g. write-back caches (topology.machinery.table_cache)
                 await hook()
             if self.sender is not None:
                 await self.sender.flush()  # what batch agents submitted, before committing

@@ -2,7 +2,7 @@
 stay decoded in memory across its batches, and are written (one RocksDB write batch per
 partition, one changelog record per changed key) only when the cache is flushed.
 
-The worker flushes before every offset commit (topology.faust_fixes.App calls `before_flush`
+The worker flushes before every offset commit (topology.machinery.faust_fixes.App calls `before_flush`
 hooks when Faust flushes its producer ahead of a commit), before a timer reads the table's
 RocksDB partitions (snapshots, live journey counts), and whenever more than `max_dirty` keys
 wait. So what is committed was written first, and a crash loses only changes whose inputs are
@@ -15,8 +15,8 @@ Readers that must see the latest value (the profile view) look in the cache firs
 """
 from __future__ import annotations
 
-from topology.sending import Outgoing
-from topology.table_batch import DELETED, TableBatch
+from topology.machinery.sending import Outgoing
+from topology.machinery.table_batch import DELETED, TableBatch
 
 
 class TableCache:

@@ -10,7 +10,7 @@ import time
 from itertools import islice
 from typing import Callable, Iterable
 
-from topology.faust_fixes import stores_settled
+from topology.machinery.faust_fixes import stores_settled
 
 MAX_YIELD = 0.05  # seconds the agents get after a chunk, at most
 

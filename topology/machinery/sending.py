@@ -12,7 +12,7 @@ Two ways in:
   submitted. Keys are partitioned as the producer does (murmur2 of the key), unless the record
   names its partition (changelogs are co-partitioned with their input).
 
-Faust flushes this producer before it commits (topology.faust_fixes.App), and that flush first
+Faust flushes this producer before it commits (topology.machinery.faust_fixes.App), and that flush first
 waits for every submitted record to be handed to the producer (`flush`): a record an input made
 is in Kafka before the input's offset is committed. A record the broker refuses in the end
 (retries exhausted) stops the worker before anything more is committed: its input is processed
@@ -27,7 +27,7 @@ from typing import Callable
 
 from aiokafka.partitioner import murmur2
 
-from topology.faust_fixes import stop_worker
+from topology.machinery.faust_fixes import stop_worker
 
 # Bytes (keys and values) submitted but not yet in the producer's hands before `submit` holds
 # the agents back. Bounded in bytes, not batches: at the end of a catch-up, merges release the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cjo.settings import Settings
 from schemas.codec import AvroCodec
-from topology import topics
+from topology.pipeline import topics
 
 
 class AvroWire:

@@ -14,7 +14,7 @@ import logging
 import time
 
 from state.processing import waits
-from topology.faust_fixes import stores_settled
+from topology.machinery.faust_fixes import stores_settled
 
 log = logging.getLogger(__name__)
 RESEND_AFTER = 10.0  # seconds before a wake-up not yet applied is sent again
@@ -25,7 +25,7 @@ def index_key(profile_id: str, journey: str, seq: int, due: int) -> str:
 
 
 def sync_index(index, before: set, profile: dict) -> None:
-    """Make the index (the batch's writes to its partition, topology.table_batch) hold exactly
+    """Make the index (the batch's writes to its partition, topology.machinery.table_batch) hold exactly
     the profile's current waits."""
     pid = profile["profile_id"]
     after = waits(profile)

@@ -18,7 +18,7 @@ from time import monotonic
 from faust.types import TP
 from rocksdict import WriteBatch
 
-from topology.sending import Outgoing
+from topology.machinery.sending import Outgoing
 
 DELETED = object()
 

@@ -12,9 +12,9 @@ import logging
 from schemas.codec import CodecError
 from state.events import IDENTIFY, canonical_id, check_event, check_size
 from state.profile import Limits
-from topology.faust_fixes import InputOrder, fail_stop
-from topology.sending import Outgoing
-from topology.table_batch import TableBatch
+from topology.machinery.faust_fixes import InputOrder, fail_stop
+from topology.machinery.sending import Outgoing
+from topology.machinery.table_batch import TableBatch
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ class BatchDelivery:
             self.done.pop(tp, None)
 
     def install(self, consumer) -> None:
-        """Called with the consumer Faust makes (topology.faust_fixes.App)."""
+        """Called with the consumer Faust makes (topology.machinery.faust_fixes.App)."""
         new_offset = consumer._new_offset
         wait_empty = consumer.wait_empty
         agents, done = self.agents, self.done

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from topology.faust_fixes import stores_settled
-from topology.partitions import owned, read_partition
+from topology.machinery.faust_fixes import stores_settled
+from topology.machinery.partitions import owned, read_partition
 
 
 def positions(profile: dict | None) -> Counter:

@@ -4,7 +4,7 @@ sparse journey state of the profiles changed since the last snapshot (a periodic
 and the partition offset they reflect) to the compacted snapshots topic for the sidecar.
 
 Both kinds read a RocksDB snapshot of the partition taken between two inputs of the profile
-agent (topology.partitions), in chunks with the agent running in between: a snapshot reflects
+agent (topology.machinery.partitions), in chunks with the agent running in between: a snapshot reflects
 exactly the inputs before the offset at which it was taken, and what changes meanwhile goes to
 the next delta. Only the fields the rows need are decoded. The longest stretch a snapshot holds
 up the agent is measured (`snapshot_max_pause_ms`); closing and hashing the file happen in a
@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from pathlib import Path
 
 from state.sparse import COLUMNS, SNAPSHOT_FIELDS, profile_rows
-from topology.faust_fixes import stores_settled
-from topology.partitions import owned, read_partition
+from topology.machinery.faust_fixes import stores_settled
+from topology.machinery.partitions import owned, read_partition
 
 log = logging.getLogger(__name__)
 FULL_EVERY = 10  # every tenth snapshot of a partition is a full one

@@ -3,9 +3,9 @@ each record of profile-inputs to the profile's state (RocksDB table), judges seg
 deliveries, and sends what came of it. The rules are in state.processing; this module only
 moves bytes.
 
-It is a batch agent (topology.batches): it gets a partition's fetched records at once and
+It is a batch agent (topology.machinery.batches): it gets a partition's fetched records at once and
 submits everything the batch made at its end. The profiles it changes stay decoded in a
-write-back cache (topology.table_cache) and are written once per flush (one RocksDB write
+write-back cache (topology.machinery.table_cache) and are written once per flush (one RocksDB write
 batch, one changelog record per profile): before each commit, before a timer reads the table,
 or when `MAX_DIRTY` wait. The due-time index is written at the end of each batch. Nothing
 else runs during a batch (no await), so the timers see the tables between two batches."""
@@ -18,13 +18,13 @@ from collections import defaultdict
 from schemas.codec import CodecError
 from state.processing import reapply, step, waits
 from state.profile import Limits
-from topology.faust_fixes import InputOrder, committed_offset, fail_stop, stores_settled
-from topology.journey_counts import JourneyCounts, positions
-from topology.sending import Outgoing
-from topology.snapshots import Snapshotter
-from topology.table_batch import TableBatch
-from topology.table_cache import TableCache
-from topology.wakeups import WakeupTimer, index_key, sync_index
+from topology.machinery.faust_fixes import InputOrder, committed_offset, fail_stop, stores_settled
+from topology.machinery.sending import Outgoing
+from topology.machinery.table_batch import TableBatch
+from topology.machinery.table_cache import TableCache
+from topology.ops.journey_counts import JourneyCounts, positions
+from topology.pipeline.snapshots import Snapshotter
+from topology.pipeline.wakeups import WakeupTimer, index_key, sync_index
 
 log = logging.getLogger(__name__)
 # Changed profiles kept decoded between writes, at most (a decoded profile takes tens of KB).
