@@ -62,7 +62,8 @@ def _worker(argv: list[str], settings: Settings) -> int:
         argv = ["--loglevel", settings.log_level, *argv]
     else:
         settings = settings.with_(log_level=level)
-    ensure_topics(settings)
+    if "--help" not in argv:  # Faust prints its worker options; no broker needed for that
+        ensure_topics(settings)
     topology = create_app(settings)
     # Faust's own command line (click) reads sys.argv: hand it `worker` and the options.
     sys.argv = ["cjo", "worker", *argv]
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("funnel", help="one journey's funnel (asks a worker)").add_argument("id")
     d = sub.add_parser("demo", help="run the end-to-end demo on the local broker")
     d.add_argument("--events", type=int, default=5000)
-    d.add_argument("--users", type=int, default=200)
+    d.add_argument("--users", type=int, default=100)
     args = parser.parse_args(argv)
     handler = {"broker": _broker, "topics": _topics, "demo": _demo, "validate": _validate,
                "apply": _apply, "sidecar": _sidecar, "profile": _ops, "journeys": _ops,

@@ -18,7 +18,7 @@ from cjo.clock import Clock
 from cjo.kafka_io import produce, read_all, wait_until_caught_up
 from cjo.processes import WorkerProcess
 from cjo.settings import Settings
-from cjo.web_client import WebError, get_json
+from cjo.web_client import WebError, call, get_json
 from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
 from state.durations import DAY
@@ -26,6 +26,7 @@ from topology.pipeline import topics
 from topology.pipeline.definitions import apply_definitions
 
 DEMO_PREFIX = "cjo-demo-"
+DAYS = 8  # rounds of visits, a simulated day apart
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "definitions.yaml"
 
 
@@ -60,42 +61,50 @@ def run_demo(base: Settings, events: int, users: int) -> int:
         _say(f"Applied {len(applied)} definitions from {EXAMPLES.name}: "
              + ", ".join(k for k, _ in applied))
 
-        workload = Workload(seed=7, members=users, anonymous=users)
-        rounds = workload.rounds(6, max(1, events // 6))
-        # The events happened over a few simulated days; the worker's clock (journey waits)
-        # starts with them and the demo moves it on afterwards.
+        # Each round is a day of visits (events a minute apart, a day between rounds); the
+        # worker's clock (journey waits) follows the events round by round, so waits fall due
+        # between visits and profiles move through every stage of the journey.
+        workload = Workload(seed=7, members=users, anonymous=users, round_gap_ms=DAY)
+        rounds = workload.rounds(DAYS, max(1, events // DAYS))
         clock = Clock(str(settings.data_dir / "demo" / f"{settings.app_id}.clock"))
         clock.set(workload.start_ms)
         log_path = settings.data_dir / "demo" / f"{settings.app_id}.worker.log"
         worker = WorkerProcess(settings, log_path, {"CJO_CLOCK_FILE": clock.path}).start()
         _say(f"Worker started (pid {worker.proc.pid}, log {log_path})")
-        warmup, bulk = rounds[0], [e for r in rounds[1:] for e in r]
-        _produce(settings, warmup + _bad_records())
-        if not _caught_up(settings, worker, 180):
-            _say("The worker did not catch up; its log:\n" + worker.log_tail())
-            return 1
-        t0, cpu0 = time.monotonic(), worker.cpu_seconds()
-        _produce(settings, bulk)
-        if not _caught_up(settings, worker, 300):
-            _say("The worker did not catch up; its log:\n" + worker.log_tail())
-            return 1
-        elapsed, cpu = time.monotonic() - t0, worker.cpu_seconds() - cpu0
-        _say(f"Produced {len(warmup) + len(bulk):,} events; the worker processed the last "
-             f"{len(bulk):,} in {elapsed:.1f}s: {len(bulk) / elapsed:,.0f} events/s, "
-             f"{cpu / len(bulk) * 1e6:,.0f} µs of worker CPU per event "
-             "(one worker; wall time includes the 0.5 s commit interval)")
-        clock.set(bulk[-1][1]["time"] + 2 * DAY)
+        produced, elapsed, cpu = 0, 0.0, 0.0
+        for day, events_of_day in enumerate(rounds):
+            extra = _bad_records() if day == 0 else []
+            t0, cpu0 = time.monotonic(), worker.cpu_seconds()
+            _produce(settings, events_of_day + extra)
+            if not _caught_up(settings, worker, 180 if day == 0 else 300):
+                _say("The worker did not catch up; its log:\n" + worker.log_tail())
+                return 1
+            if day:  # the first day includes the worker's start
+                elapsed += time.monotonic() - t0
+                cpu += worker.cpu_seconds() - cpu0
+                produced += len(events_of_day)
+            clock.set(events_of_day[-1][1]["time"])
+            if not _wakeups_done(settings, worker):
+                _say("Due journey waits were not applied; worker log:\n" + worker.log_tail())
+                return 1
+        log = [e for r in rounds for e in r]
+        _say(f"Produced {len(log):,} events over {DAYS} simulated days, moving the worker's "
+             "clock with them so that journey waits fell due between visits; days 2 to "
+             f"{DAYS}: {produced / elapsed:,.0f} events/s, {cpu / produced * 1e6:,.0f} µs of "
+             "worker CPU per event (one worker; wall time includes the 0.5 s commit interval)")
+        clock.set(log[-1][1]["time"] + 2 * DAY)
         if not _wakeups_done(settings, worker):
             _say("Due journey waits were not applied; worker log:\n" + worker.log_tail())
             return 1
         _say("Moved the worker's clock two days past the last event: due journey waits fired")
-        _summarise(settings, warmup + bulk)
+        _summarise(settings, log)
         time.sleep(2.5)  # the next snapshots (every second) reflect everything
         from sidecar.follower import follow, print_audiences, print_funnels, run_check
 
         _say("The sidecar loaded the snapshots into DuckDB; journey stage sets counted in SQL:")
         result = asyncio.run(follow(settings, once=True))
         print_funnels(result)
+        _save_funnel_pages(settings, result)
         _say("The batch audiences (SQL segments over the archived events), sent to the "
              "profiles:")
         print_audiences(result)
@@ -150,6 +159,19 @@ def _forget_previous_demos(settings: Settings) -> None:
     topics.delete_topics(settings, (DEMO_PREFIX,))
     for old in (settings.data_dir / "workers").glob(DEMO_PREFIX + "*"):
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_funnel_pages(settings: Settings, result: dict) -> None:
+    """Keep each journey's funnel page (what `/journeys/<id>/funnel` shows: plain HTML with no
+    script or external resource) beside the demo's log, to open in a browser afterwards."""
+    for journey in sorted({s["journey"] for stages in result["journeys"] for s in stages}):
+        status, _, page = call(settings, f"/journeys/{journey}/funnel")
+        if status != 200:
+            _say(f"The funnel page of {journey} answered HTTP {status}")
+            continue
+        path = settings.data_dir / "demo" / f"{settings.app_id}.{journey}.funnel.html"
+        path.write_bytes(page)
+        _say(f"  the funnel page of {journey}: {path}")
 
 
 def _read(settings: Settings, topic: str, schema: str) -> list[dict]:

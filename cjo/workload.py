@@ -15,7 +15,7 @@ from dataclasses import dataclass
 PATHS = ["/", "/search", "/items/1", "/items/2", "/items/3", "/cart", "/campaign/spring"]
 PREFS = list(range(1, 48))  # Japanese prefecture codes, as KARTE's example uses pref_cd
 BROWSE = [("view", 55), ("click", 15), ("add_to_cart", 10), ("purchase", 5), ("attribute", 5),
-          ("__metadata", 10)]
+          ("__metadata", 10), ("unsubscribe", 1)]
 BACKEND = [("purchase", 40), ("attribute", 60)]
 
 
@@ -27,6 +27,7 @@ class Workload:
     anonymous: int = 50  # visitors who never log in
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     step_ms: int = 60_000  # event time advances a minute per event: windows get exercised
+    round_gap_ms: int = 0  # and this much more between two rounds (a round as a day's visits)
 
     def rounds(self, count: int, events_per_round: int) -> list[list[tuple[bytes, dict]]]:
         rng = random.Random(self.seed)
@@ -54,9 +55,9 @@ class Workload:
                 round_log.append(q.pop(0))
             out.append(round_log)
         n = 0
-        for round_log in out:  # times follow the final order, one step apart
+        for r, round_log in enumerate(out):  # times follow the final order, one step apart
             for _, event in round_log:
-                event["time"] = self.start_ms + n * self.step_ms
+                event["time"] = self.start_ms + n * self.step_ms + r * self.round_gap_ms
                 n += 1
         return out
 
@@ -108,5 +109,7 @@ def _values(rng: random.Random, name: str) -> dict:
         return {"item": f"i{rng.randrange(100)}", "price": rng.randrange(500, 20000)}
     if name == "purchase":
         return {"amount": round(rng.uniform(500, 50000), 2), "items": rng.randrange(1, 6)}
+    if name == "unsubscribe":
+        return {"channel": rng.choice(["email", "push"])}
     pref = 13 if rng.random() < 0.3 else rng.choice(PREFS)  # Tokyo is the biggest market
     return {"pref_cd": pref, "plan": rng.choice(["free", "standard", "premium"])}
