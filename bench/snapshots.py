@@ -1,8 +1,8 @@
-"""Benchmark of the snapshot agent's full snapshot (topology/pipeline/snapshots.py) on one partition of N
-profiles: how long it takes, and how long it keeps the profile agent from running.
+"""Benchmark of the snapshot agent's full snapshot (topology/pipeline/snapshots.py) on one
+partition of N profiles: how long it takes, and how long it keeps the profile agent from running.
 
-For each N it writes N realistic profiles (the Avro profile codec of topology/machinery/wire.py, the bytes
-Faust's store holds: counts, windows, latest values and aggregates folded by
+For each N it writes N realistic profiles (the Avro profile codec of topology/machinery/wire.py,
+the bytes Faust's store holds: counts, windows, latest values and aggregates folded by
 state.profile.record_event, segments, deliveries, positions, and 1-3 journeys with their sparse
 cells: journey, 2-4 stages, steps, branches, milestones, sometimes a goal or an exit) into a real
 RocksDB database, opened with Faust's own `RocksDBOptions` (rocksdict, raw mode, Faust's

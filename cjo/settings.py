@@ -86,8 +86,9 @@ class Settings:
     # Memory of all the worker's RocksDB databases together: block cache, index and filter
     # blocks, memtables (topology.machinery.rocksdb_memory). The state itself stays on disk.
     rocksdb_memory_mb: int = 64
-    # glibc malloc (topology.machinery.native_memory): at most this many arenas (0: glibc's default of
-    # eight per core), and every this many seconds the free pages go back to the system (0: never).
+    # glibc malloc (topology.machinery.native_memory): at most this many arenas (0: glibc's
+    # default of eight per core), and every this many seconds the free pages go back to the
+    # system (0: never).
     malloc_arenas: int = 2
     malloc_trim_interval: int = 10
     snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)

@@ -1,8 +1,8 @@
 """The app factory: one Faust app per settings, with its topics, tables, agents and views.
 
-Data flows one way: events → identity (topology.pipeline.identity) → profile-inputs → profile agent
-(topology.pipeline.profiles) → segment-changes, activations; bad input → dead-letters. Definitions come
-from their compacted topic (topology.pipeline.definitions).
+Data flows one way: events → identity (topology.pipeline.identity) → profile-inputs → profile
+agent (topology.pipeline.profiles) → segment-changes, activations; bad input → dead-letters.
+Definitions come from their compacted topic (topology.pipeline.definitions).
 """
 from __future__ import annotations
 
@@ -52,9 +52,11 @@ class Topology:
     tables: dict[str, faust.types.TableT] = field(default_factory=dict)
     metrics: "Metrics | None" = None
     journey_counts: object = None  # set by topology.pipeline.profiles
-    profile_cache: object = None  # topology.machinery.table_cache.TableCache, set by topology.pipeline.profiles
+    # topology.machinery.table_cache.TableCache, set by topology.pipeline.profiles
+    profile_cache: object = None
     # Writes what the agents' write-back caches hold to RocksDB now; returns the changelog
-    # records to submit (set by topology.pipeline.profiles; timers call it before they read a table).
+    # records to submit (set by topology.pipeline.profiles; timers call it before they read a
+    # table).
     write_tables: Callable[[], Outgoing] = Outgoing
 
     def table(self, name: str, schema: str) -> faust.types.TableT:

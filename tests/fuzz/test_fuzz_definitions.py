@@ -7,8 +7,8 @@ The promises checked on every case:
   non-empty list of (path, problem) pairs of text, the problem never empty (the path is empty
   only for a top-level key that is itself empty); nothing else;
 - a DefinitionSet it returns goes through what `cjo apply` and the workers do with it
-  (topology/pipeline/definitions.py): to_records, one JSON text per record, from_records on the parsed
-  JSON, which rebuilds the same records; and applying the same file again over what was
+  (topology/pipeline/definitions.py): to_records, one JSON text per record, from_records on the
+  parsed JSON, which rebuilds the same records; and applying the same file again over what was
   published makes no new journey version.
 
 Inputs: arbitrary YAML-ish documents (as parsed data and as YAML text), and mutations of

@@ -1,8 +1,8 @@
 """Hostile input events: whatever bytes, key and timestamp a producer writes to `<app>.events`,
 the worker's path through them never raises.
 
-The path is the identity step's `route` (topology/pipeline/identity.py) followed by the profile agent
-(topology/pipeline/profiles.py), called here as plain functions with the worker's own codecs:
+The path is the identity step's `route` (topology/pipeline/identity.py) followed by the profile
+agent (topology/pipeline/profiles.py), called here as plain functions with the worker's own codecs:
 
     check_size → AvroCodec("event").decode → check_event
         ├─ rejected: a dead letter with a reason code and text (encoded as DeadLetters.send

@@ -1,5 +1,6 @@
-"""A worker gives the memory it freed back to the operating system (topology.machinery.native_memory):
-glibc keeps freed blocks inside its heaps, and a periodic trim returns their pages."""
+"""A worker gives the memory it freed back to the operating system
+(topology.machinery.native_memory): glibc keeps freed blocks inside its heaps, and a periodic trim
+returns their pages."""
 import os
 
 from topology.machinery import native_memory

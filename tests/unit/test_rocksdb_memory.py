@@ -1,5 +1,5 @@
-"""A worker's RocksDB databases share one memory budget (topology.machinery.rocksdb_memory): one cache
-holds the blocks read, the index and filter blocks and (charged to it) the memtables of every
+"""A worker's RocksDB databases share one memory budget (topology.machinery.rocksdb_memory): one
+cache holds the blocks read, the index and filter blocks and (charged to it) the memtables of every
 database, so their memory is the budget whatever the number of databases and the data on disk."""
 from faust.stores import rocksdb as faust_rocksdb
 

@@ -12,9 +12,9 @@ Two ways in:
   submitted. Keys are partitioned as the producer does (murmur2 of the key), unless the record
   names its partition (changelogs are co-partitioned with their input).
 
-Faust flushes this producer before it commits (topology.machinery.faust_fixes.App), and that flush first
-waits for every submitted record to be handed to the producer (`flush`): a record an input made
-is in Kafka before the input's offset is committed. A record the broker refuses in the end
+Faust flushes this producer before it commits (topology.machinery.faust_fixes.App), and that flush
+first waits for every submitted record to be handed to the producer (`flush`): a record an input
+made is in Kafka before the input's offset is committed. A record the broker refuses in the end
 (retries exhausted) stops the worker before anything more is committed: its input is processed
 again after the restart."""
 from __future__ import annotations

@@ -2,14 +2,14 @@
 stay decoded in memory across its batches, and are written (one RocksDB write batch per
 partition, one changelog record per changed key) only when the cache is flushed.
 
-The worker flushes before every offset commit (topology.machinery.faust_fixes.App calls `before_flush`
-hooks when Faust flushes its producer ahead of a commit), before a timer reads the table's
-RocksDB partitions (snapshots, live journey counts), and whenever more than `max_dirty` keys
-wait. So what is committed was written first, and a crash loses only changes whose inputs are
-read again. A key changed by every input in a session is decoded and encoded once per flush
-instead of once per input (issue 8: "changelog once per key per commit"). Agents may also
-write the keys changed longest ago as they go (`flush(older_than=...)`), so that a commit
-does not write everything at once.
+The worker flushes before every offset commit (topology.machinery.faust_fixes.App calls
+`before_flush` hooks when Faust flushes its producer ahead of a commit), before a timer reads the
+table's RocksDB partitions (snapshots, live journey counts), and whenever more than `max_dirty`
+keys wait. So what is committed was written first, and a crash loses only changes whose inputs are
+read again. A key changed by every input in a session is decoded and encoded once per flush instead
+of once per input (issue 8: "changelog once per key per commit"). Agents may also write the keys
+changed longest ago as they go (`flush(older_than=...)`), so that a commit does not write
+everything at once.
 
 Readers that must see the latest value (the profile view) look in the cache first (`lookup`).
 """

@@ -25,8 +25,8 @@ def index_key(profile_id: str, journey: str, seq: int, due: int) -> str:
 
 
 def sync_index(index, before: set, profile: dict) -> None:
-    """Make the index (the batch's writes to its partition, topology.machinery.table_batch) hold exactly
-    the profile's current waits."""
+    """Make the index (the batch's writes to its partition, topology.machinery.table_batch) hold
+    exactly the profile's current waits."""
     pid = profile["profile_id"]
     after = waits(profile)
     for journey, seq, due in before - after:
