@@ -49,6 +49,16 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stands still (a long GC or VM pause, a swap storm) with its
+        sockets open; `resume` lets it go on from where it stood."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def cpu_seconds(self) -> float:
         """User + system CPU time the worker has used (Linux /proc)."""
         with open(f"/proc/{self.proc.pid}/stat") as f:

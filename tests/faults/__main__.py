@@ -1,7 +1,7 @@
 """The full fault suite on its own broker:
 
     python -m tests.faults                      # every scenario, 100,000 events, 10 kills
-    python -m tests.faults --events 20000 --kills 5 --only kill lost-state
+    python -m tests.faults --events 20000 --kills 5 --only kill lost-state stall
 
 Prints one line per scenario (events produced, kills, restarts, profiles compared, mismatches,
 lost and extra outputs, duplicates with seen ids, wake-ups, recovery times) and exits 1 when
@@ -18,10 +18,10 @@ from pathlib import Path
 from cjo.settings import Settings
 from deploy.broker import LocalBroker
 from deploy.ports import free_port, free_port_pair
-from tests.faults.suite import (HEADER, broker_scenario, kill_scenario, lost_state_scenario,
-                                takeover_scenario)
+from tests.faults.suite import (HEADER, Report, broker_scenario, kill_scenario,
+                                lost_state_scenario, stall_scenario, takeover_scenario)
 
-SCENARIOS = ("kill", "takeover", "broker", "lost-state")
+SCENARIOS = ("kill", "takeover", "broker", "lost-state", "stall")
 
 
 def main(argv=None) -> int:
@@ -46,14 +46,10 @@ def main(argv=None) -> int:
             workdir = base / name
             workdir.mkdir(parents=True, exist_ok=True)
             started = time.monotonic()
-            if name == "kill":
-                report = kill_scenario(settings, workdir, args.events, args.kills, args.seed)
-            elif name == "takeover":
-                report = takeover_scenario(settings, workdir, args.events, args.seed + 1)
-            elif name == "broker":
-                report = broker_scenario(settings, workdir, args.events, broker, args.seed + 2)
-            else:
-                report = lost_state_scenario(settings, workdir, args.events, args.seed + 3)
+            try:
+                report = _run(name, settings, workdir, args, broker)
+            except Exception as exc:  # the other scenarios' rows are still printed
+                report = Report(name, examples=[f"the scenario failed: {exc!r}"[:2000]])
             reports.append(report)
             print(f"{name}: {time.monotonic() - started:.0f}s"
                   + ("" if report.ok else f"  FAILED: {report.examples[:6]}"), flush=True)
@@ -64,6 +60,18 @@ def main(argv=None) -> int:
         print(report.line())
     print(f"(work directory {base})")
     return 0 if all(r.ok for r in reports) else 1
+
+
+def _run(name: str, settings, workdir: Path, args, broker) -> Report:
+    if name == "kill":
+        return kill_scenario(settings, workdir, args.events, args.kills, args.seed)
+    if name == "takeover":
+        return takeover_scenario(settings, workdir, args.events, args.seed + 1)
+    if name == "broker":
+        return broker_scenario(settings, workdir, args.events, broker, args.seed + 2)
+    if name == "stall":
+        return stall_scenario(settings, workdir, args.events, seed=args.seed + 4)
+    return lost_state_scenario(settings, workdir, args.events, args.seed + 3)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ stream is compared with the reference model (tests/model.py):
 
 Scenarios: `kill` (kill -9 at random moments, restart), `takeover` (two workers with standby
 replicas, one killed and restarted later: partitions move and move back), `broker` (the broker
-restarts mid-run), `lost-state` (a worker killed and its RocksDB directory deleted).
+restarts mid-run), `lost-state` (a worker killed and its RocksDB directory deleted), `stall`
+(two workers with standby replicas; each in turn stands still (SIGSTOP) past the session timeout
+while it is processing, its partitions move to the other, and it goes on (SIGCONT)).
+
+Rounds of events are a simulated day apart, and after each round the workers' clock moves to
+its last event, so journey waits fall due during the run (under the faults) as well as at the
+end.
 Run on its own: `python -m tests.faults` (see __main__); a short form runs in `make test`.
 """
 from __future__ import annotations
@@ -139,7 +145,8 @@ class Run:
         self.rng = random.Random(seed)
         members = max(20, events // 150)
         rounds, total = [], 0
-        for log in Workload(seed=seed, members=members, anonymous=members).rounds(
+        workload = Workload(seed=seed, members=members, anonymous=members, round_gap_ms=DAY)
+        for log in workload.rounds(
                 max(4, events // 1000) + 2, min(1000, max(100, events // 4))):
             rounds.append(log[:events - total])  # a cut round keeps every key's order
             total += len(rounds[-1])
@@ -172,14 +179,28 @@ class Run:
         assert ok, "the workers did not catch up:\n" + "\n".join(
             p.log_tail(30) for p in cluster.procs if p is not None)
 
+    def next_day(self, cluster: Cluster, log) -> None:
+        """After a round is processed: the clock moves to its last event, and the waits due by
+        then fire (in the model at once; in the stream by the workers' timers) before the
+        next round."""
+        self.caught_up(cluster)
+        now = max(e["time"] for _, e in log)
+        self.clock.set(now)
+        self.report.wakeups += self.model.wake_until(now)
+        self._wait_for_wakeups(cluster)
+
     def wake_everything(self, cluster: Cluster) -> None:
         """Move the clock past every wait; the model wakes the same waits."""
         last = max(e["time"] for r in self.rounds for _, e in r)
         now = last + 60 * DAY
         self.clock.set(now)
         before = len(self.model.outputs["journey-transitions"])
-        self.report.wakeups = self.model.wake_until(now)
-        assert len(self.model.outputs["journey-transitions"]) > before or not self.report.wakeups
+        woken = self.model.wake_until(now)
+        assert len(self.model.outputs["journey-transitions"]) > before or not woken
+        self.report.wakeups += woken
+        self._wait_for_wakeups(cluster)
+
+    def _wait_for_wakeups(self, cluster: Cluster) -> None:
         deadline = time.monotonic() + 300
         time.sleep(1.0)  # a timer tick after the clock moved
         while time.monotonic() < deadline:
@@ -191,10 +212,16 @@ class Run:
         raise AssertionError("due wake-ups were not applied")
 
     def _pending_wakeups(self, cluster: Cluster) -> int:
-        from cjo.web_client import get_json
+        from cjo.web_client import WebError, get_json
 
-        return sum(get_json(s, "/stats/").get("wakeups_pending_due", 0)
-                   for s, p in zip(cluster.settings, cluster.procs) if p and p.running())
+        pending = 0
+        for s, p in zip(cluster.settings, cluster.procs):
+            if p and p.running():
+                try:
+                    pending += get_json(s, "/stats/").get("wakeups_pending_due", 0)
+                except (OSError, WebError):  # starting, or stopping itself: ask again
+                    pending += 1
+        return pending
 
     def compare(self) -> Report:
         r = self.report
@@ -247,7 +274,7 @@ def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
                 cluster.start()
                 run.report.restarts += 1
                 run.report.recovery_s.append(cluster.ready())
-            run.caught_up(cluster)
+            run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()
     finally:
@@ -276,7 +303,7 @@ def takeover_scenario(settings: Settings, workdir: Path, events: int, seed: int 
                 cluster.start(0)  # partitions move back
                 run.report.restarts += 1
                 run.report.recovery_s.append(cluster.ready(0))
-            run.caught_up(cluster)
+            run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()
     finally:
@@ -311,7 +338,7 @@ def broker_scenario(settings: Settings, workdir: Path, events: int, broker,
                 cluster.start()
                 run.report.restarts += 1
                 cluster.ready()
-            run.caught_up(cluster)
+            run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()
     finally:
@@ -335,7 +362,47 @@ def lost_state_scenario(settings: Settings, workdir: Path, events: int, seed: in
                 cluster.start()
                 run.report.restarts += 1
                 run.report.recovery_s.append(cluster.ready())
-            run.caught_up(cluster)
+            run.next_day(cluster, log)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
+
+
+def stall_scenario(settings: Settings, workdir: Path, events: int, stalls: int = 2,
+                   seed: int = 5) -> Report:
+    """Each worker in turn stands still (SIGSTOP) past the session timeout while it processes a
+    round: the group moves its partitions to the other worker (a warm standby), which goes on
+    from the last commit. Then the stalled worker goes on (SIGCONT) as if nothing happened,
+    with the batch it was in the middle of. A worker that stops itself on waking (it may have
+    lost its partitions) is restarted, as a supervisor would."""
+    run = Run(settings.with_(standby_replicas=1), "stall", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock, workers=2)
+    cluster.start(0)
+    cluster.ready(0, partitions=run.settings.partitions)
+    cluster.start(1)
+    cluster.ready(1)
+    rounds = run.rounds
+    strikes = set(run.rng.sample(range(1, len(rounds)), min(stalls, len(rounds) - 1)))
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            if i in strikes:
+                victim = run.report.kills % 2
+                _pause(run.rng)
+                cluster.procs[victim].pause()
+                run.report.kills += 1
+                time.sleep(run.settings.session_timeout + run.rng.uniform(3.0, 8.0))
+                cluster.procs[victim].resume()
+                time.sleep(2.0)  # it wakes, finds its membership gone, and acts on it
+            for w, proc in enumerate(cluster.procs):
+                if not proc.running():
+                    started = time.monotonic()
+                    cluster.start(w)
+                    run.report.restarts += 1
+                    cluster.ready(w)
+                    run.report.recovery_s.append(time.monotonic() - started)
+            run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()
     finally:

@@ -4,7 +4,7 @@ duplicate must carry an id already seen."""
 from __future__ import annotations
 
 from tests.faults.suite import (HEADER, broker_scenario, kill_scenario, lost_state_scenario,
-                                takeover_scenario)
+                                stall_scenario, takeover_scenario)
 
 
 def _check(report) -> None:
@@ -33,3 +33,12 @@ def test_a_takeover_by_a_standby_and_back_changes_nothing(settings, tmp_path):
 
 def test_a_worker_that_lost_its_rocksdb_rebuilds_it_and_changes_nothing(settings, tmp_path):
     _check(lost_state_scenario(settings, tmp_path, events=3000, seed=14))
+
+
+def test_a_worker_that_stands_still_past_its_session_timeout_changes_nothing(settings, tmp_path):
+    """Each of two workers (standby replicas) in turn is stopped (SIGSTOP) past the session
+    timeout mid-round and then goes on: the other takes its partitions, and the one that stood
+    still writes nothing more once its membership may have expired."""
+    report = stall_scenario(settings, tmp_path, events=4000, stalls=2, seed=15)
+    _check(report)
+    assert report.kills == 2 and report.wakeups > 0

@@ -19,6 +19,14 @@
   again at the committed offset.
 - Faust has the broker hold a fetch for up to 1.5 s (`FETCH_MAX_WAIT_MS` below says why that
   stalls a two-hop worker); `App` makes it 20 ms.
+- Faust counts an offset commit that the broker refused (after `UnknownMemberIdError`, the
+  group rebalanced) as done, and commits a partition again only when its offset moves: the
+  broker never gets it, and lag and "caught up" stay wrong until new input comes. `App` takes a
+  refused commit back, so the next commit interval tries again (until the broker has it or the
+  partition is revoked), and what Faust shows as committed is what the broker has.
+- A worker that stood still past its session timeout may have lost its partitions without
+  knowing it: `App` keeps a membership lease (topology.machinery.membership) and stops before
+  it writes anything after the lease ran out.
 - `InputOrder` makes any such jump fatal rather than silent: an agent applies the records of a
   partition only in offset order, without holes, or the worker stops without committing and
   its restart reads the partition again from the committed offset.
@@ -33,6 +41,7 @@ import faust
 from functools import cached_property
 
 from topology.machinery.batches import BatchDelivery
+from topology.machinery.membership import MembershipLease
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,11 @@ class App(faust.App):
         return []
 
     @cached_property
+    def membership(self) -> MembershipLease:
+        """The lease that fences this worker's writes (topology.machinery.membership)."""
+        return MembershipLease(self.conf.broker_session_timeout, on_expired=stop_worker)
+
+    @cached_property
     def batches(self) -> BatchDelivery:
         """The batch agents (topology.machinery.batches), fed by the consumer's fetch loop."""
         return BatchDelivery(self)
@@ -63,7 +77,8 @@ class App(faust.App):
         buffer = producer.buffer
 
         async def drain() -> None:
-            for hook in self.before_flush:  # e.g. write-back caches (topology.machinery.table_cache)
+            # e.g. write-back caches (topology.machinery.table_cache)
+            for hook in self.before_flush:
                 await hook()
             if self.sender is not None:
                 await self.sender.flush()  # what batch agents submitted, before committing
@@ -71,6 +86,14 @@ class App(faust.App):
                 await buffer.flush_atmost(None)
 
         buffer.flush = drain
+        new_kafka_producer = producer._new_producer
+
+        def fenced_kafka_producer(*args, **kwargs):
+            kafka = new_kafka_producer(*args, **kwargs)
+            self.membership.guard_producer(kafka.client)
+            return kafka
+
+        producer._new_producer = fenced_kafka_producer
         return producer
 
     def _new_consumer(self):
@@ -86,17 +109,47 @@ class App(faust.App):
             await seek()
 
         consumer.perform_seek = perform_seek
+        consumer._commit_offsets = commits_that_happen(consumer)
 
         thread = consumer._thread  # aiokafka's consumer lives in Faust's consumer thread
         create = thread._create_worker_consumer
 
+        membership = self.membership
+
         def create_worker_consumer(transport):
             kafka = create(transport)
             kafka._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts its fetcher
+            start = kafka.start
+
+            async def start_and_watch() -> None:
+                await start()  # makes the group coordinator; it joins once subscribed
+                membership.watch_coordinator(kafka._coordinator)
+
+            kafka.start = start_and_watch
             return kafka
 
         thread._create_worker_consumer = create_worker_consumer
         return consumer
+
+
+def commits_that_happen(consumer):
+    """Faust's `_commit_offsets`, except that offsets the broker refused are not taken as
+    committed: the next commit tries them again."""
+    commit_offsets = consumer._commit_offsets
+    committed = consumer._committed_offset
+
+    async def commit(offsets, start_new_transaction: bool = True) -> bool:
+        before = {tp: committed.get(tp) for tp in offsets}
+        done = await commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        if not done:
+            for tp, offset in before.items():
+                if offset is None:
+                    committed.pop(tp, None)
+                else:
+                    committed[tp] = offset
+        return done
+
+    return commit
 
 
 def fail_stop(message, exc: BaseException) -> None:
