@@ -22,6 +22,12 @@ class ReferenceModel:
         self.alias: dict[str, str] = {}
         self.outputs: dict[str, list[dict]] = {t: [] for t in OUTPUT_TOPICS}
 
+    def switch(self, defs) -> None:
+        """Definitions applied from here on (a changed file: journeys get new versions; a
+        profile stays on the version it entered)."""
+        self.defs = defs
+        self.latest = {j.id: j for j in defs.journeys}
+
     def _profile(self, pid: str) -> dict:
         if pid not in self.profiles:
             self.profiles[pid] = new_profile(pid)

@@ -18,10 +18,11 @@ from pathlib import Path
 from cjo.settings import Settings
 from deploy.broker import LocalBroker
 from deploy.ports import free_port, free_port_pair
-from tests.faults.suite import (HEADER, Report, broker_scenario, kill_scenario,
-                                lost_state_scenario, stall_scenario, takeover_scenario)
+from tests.faults.suite import (HEADER, Report, broker_kill_scenario, broker_scenario,
+                                definitions_scenario, kill_scenario, lost_state_scenario,
+                                stall_scenario, takeover_scenario)
 
-SCENARIOS = ("kill", "takeover", "broker", "lost-state", "stall")
+SCENARIOS = ("kill", "takeover", "broker", "broker-kill", "lost-state", "definitions", "stall")
 
 
 def main(argv=None) -> int:
@@ -69,6 +70,10 @@ def _run(name: str, settings, workdir: Path, args, broker) -> Report:
         return takeover_scenario(settings, workdir, args.events, args.seed + 1)
     if name == "broker":
         return broker_scenario(settings, workdir, args.events, broker, args.seed + 2)
+    if name == "broker-kill":
+        return broker_kill_scenario(settings, workdir, args.events, broker, args.seed + 5)
+    if name == "definitions":
+        return definitions_scenario(settings, workdir, args.events, args.seed + 6)
     if name == "stall":
         return stall_scenario(settings, workdir, args.events, seed=args.seed + 4)
     return lost_state_scenario(settings, workdir, args.events, args.seed + 3)

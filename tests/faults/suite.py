@@ -11,7 +11,9 @@ stream is compared with the reference model (tests/model.py):
 
 Scenarios: `kill` (kill -9 at random moments, restart), `takeover` (two workers with standby
 replicas, one killed and restarted later: partitions move and move back), `broker` (the broker
-restarts mid-run), `lost-state` (a worker killed and its RocksDB directory deleted), `stall`
+restarts mid-run), `broker-kill` (kill -9 of the broker's JVM mid-run), `lost-state` (a worker
+killed and its RocksDB directory deleted), `definitions` (a changed file applied mid-run, then a
+kill -9 under the new definitions), `stall`
 (two workers with standby replicas; each in turn stands still (SIGSTOP) past the session timeout
 while it is processing, its partitions move to the other, and it goes on (SIGCONT)).
 
@@ -188,6 +190,22 @@ class Run:
         self.clock.set(now)
         self.report.wakeups += self.model.wake_until(now)
         self._wait_for_wakeups(cluster)
+
+    def wait_for_definitions(self, cluster: Cluster, applied: dict, timeout: float = 60) -> None:
+        """Until every running worker's /stats/ shows the applied versions."""
+        from cjo.web_client import WebError, get_json
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                seen = [get_json(s, "/stats/")["definitions"]
+                        for s, p in zip(cluster.settings, cluster.procs) if p and p.running()]
+            except (OSError, WebError):
+                seen = []
+            if seen and all(all(v.get(k) == n for k, n in applied.items()) for v in seen):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the workers did not take up {applied}")
 
     def wake_everything(self, cluster: Cluster) -> None:
         """Move the clock past every wait; the model wakes the same waits."""
@@ -402,6 +420,92 @@ def stall_scenario(settings: Settings, workdir: Path, events: int, stalls: int =
                     run.report.restarts += 1
                     cluster.ready(w)
                     run.report.recovery_s.append(time.monotonic() - started)
+            run.next_day(cluster, log)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
+
+
+def broker_kill_scenario(settings: Settings, workdir: Path, events: int, broker,
+                         seed: int = 6) -> Report:
+    """kill -9 of the broker's JVM mid-round (no clean shutdown: the log is recovered on
+    start); workers that give up while it is away are restarted like a supervisor would."""
+    run = Run(settings, "broker-kill", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster.start()
+    cluster.ready()
+    rounds = run.rounds
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            if i == len(rounds) // 2:
+                _pause(run.rng)
+                broker.kill()
+                run.report.kills += 1
+                time.sleep(2.0)
+                started = time.monotonic()
+                broker.start(timeout=180)
+                if not cluster.procs[0].running():
+                    cluster.start()
+                    run.report.restarts += 1
+                cluster.ready()
+                run.report.recovery_s.append(time.monotonic() - started)
+            if not cluster.procs[0].running():
+                cluster.start()
+                run.report.restarts += 1
+                cluster.ready()
+            run.next_day(cluster, log)
+        run.wake_everything(cluster)
+        return run.compare()
+    finally:
+        cluster.stop()
+
+
+def changed_definitions(source: str) -> str:
+    """The example definitions with a changed segment, delivery limit and journey (a new
+    version for new entries)."""
+    import yaml
+
+    doc = yaml.safe_load(source)
+    for segment in doc["segments"]:
+        if segment["id"] == "buyers":
+            segment["condition"] = {"count.purchase": {"gte": 2}}
+    for delivery in doc["deliveries"]:
+        if delivery["id"] == "cart_reminder":
+            delivery["limits"] = {"total": 3}
+    for journey in doc["journeys"]:
+        journey["goal"] = {"count.purchase": {"gte": 6}}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def definitions_scenario(settings: Settings, workdir: Path, events: int, seed: int = 7) -> Report:
+    """A changed definitions file is applied mid-run (no restart), then a worker is killed
+    (kill -9) while it applies the next round under the new definitions. The model switches
+    where the worker did: the file is applied between two rounds and the next round is sent
+    once the worker runs the new versions (the exact switch point under load is not
+    observable from outside, so it is not tried here)."""
+    run = Run(settings, "definitions", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster.start()
+    cluster.ready()
+    rounds = run.rounds
+    switch = len(rounds) // 2
+    changed = changed_definitions(EXAMPLES.read_text())
+    try:
+        for i, log in enumerate(rounds):
+            if i == switch:
+                applied = dict(asyncio.run(apply_definitions(run.settings, changed)))
+                run.wait_for_definitions(cluster, applied)
+                run.model.switch(load_definitions(changed, run.model.defs))
+            run.send(log)
+            if i == switch:
+                _pause(run.rng)
+                cluster.kill()
+                run.report.kills += 1
+                cluster.start()
+                run.report.restarts += 1
+                run.report.recovery_s.append(cluster.ready())
             run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()

@@ -3,7 +3,8 @@ thousand events; nothing may differ from the reference model, nothing may be los
 duplicate must carry an id already seen."""
 from __future__ import annotations
 
-from tests.faults.suite import (HEADER, broker_scenario, kill_scenario, lost_state_scenario,
+from tests.faults.suite import (HEADER, broker_kill_scenario, broker_scenario,
+                                definitions_scenario, kill_scenario, lost_state_scenario,
                                 stall_scenario, takeover_scenario)
 
 
@@ -22,6 +23,16 @@ def test_kill_9_at_random_moments_changes_nothing(settings, tmp_path):
 
 def test_a_broker_restart_changes_nothing(settings, broker, tmp_path):
     _check(broker_scenario(settings, tmp_path, events=3000, broker=broker, seed=13))
+
+
+def test_a_kill_9_of_the_broker_changes_nothing(settings, broker, tmp_path):
+    _check(broker_kill_scenario(settings, tmp_path, events=3000, broker=broker, seed=16))
+
+
+def test_definitions_changed_mid_run_and_a_kill_under_them_change_nothing(settings, tmp_path):
+    report = definitions_scenario(settings, tmp_path, events=3000, seed=17)
+    _check(report)
+    assert report.kills == 1
 
 
 def test_a_takeover_by_a_standby_and_back_changes_nothing(settings, tmp_path):
