@@ -42,13 +42,15 @@ from bench.process import peak_rss_mb
 SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("journey", pa.string()), ("version", pa.int32()),
     ("key", pa.string()), ("first", pa.int64()), ("last_left", pa.int64()),
-    ("value", pa.string())])
+    ("value", pa.string()), ("last_reached", pa.int64())])
 
 # -- the synthetic population ------------------------------------------------------------------
 # Rows of a profile: its `profile` marker (last event time; `merged` for some), a row per segment
 # it is in, and per journey entered: journey, stage:<id> per stage reached, milestone:<id>, at most
-# one exit:<stage>:<n> or goal, and position. (Real files also hold step:/branch: rows; they are
-# left out, so a given row count here stands for somewhat more profiles than in production.)
+# one exit (the stage's own exit:<stage>:<n>, or the journey's exit:journey:0 with
+# exit:journey:0@<stage>) or goal, and position. One run each, so a cell's last_reached is its
+# first. (Real files also hold step:/branch: rows; they are left out, so a given row count here
+# stands for somewhat more profiles than in production.)
 SEGMENTS = {"browsers": 0.5, "buyers": 0.3, "newsletter": 0.2, "vip": 0.05, "churn-risk": 0.1,
             "app-users": 0.25}  # share of profiles in each
 MERGED = 0.03  # profiles a merge touched (marker value `merged`)
@@ -67,6 +69,7 @@ ON = (0.6, 0.45, 0.3)                 # P(reach stage k+1 | reached stage k): a 
 MILESTONE = 0.7                       # a stage left by its milestone (else by a later entry)
 GOAL = (0.02, 0.05, 0.15, 0.3)        # P(goal), by the deepest stage reached
 EXIT = 0.1                            # P(a stage exit at the deepest stage)
+JOURNEY_EXIT = 0.05                   # P(the journey's exit, from the deepest stage)
 COMPLETE = 0.3                        # at the last stage: its milestone, journey completed
 VERSION_2 = 0.3                       # profiles that entered the journey's second version
 
@@ -104,7 +107,7 @@ def _key_order(journey: str) -> dict[str, int]:
     """state/sparse.py writes a journey's keys sorted, then its `position` row; this rank (plus
     the journey's rank) lets a chunk be sorted into the same row order."""
     keys = sorted(["journey", "goal"] + [f"{p}:{s}" for p in ("stage", "milestone")
-                                         for s in JOURNEYS[journey]] + ["exit:"])
+                                         for s in JOURNEYS[journey]] + ["exit:", "exit:journey:"])
     return {**{k: i for i, k in enumerate(keys)}, "position": len(keys)}
 
 
@@ -133,21 +136,26 @@ def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]
     for r in reached[1:]:
         deepest = pc.add(deepest, pc.cast(r, pa.int8()))
 
-    # How the profile stands at its deepest stage: goal, stage exit, completed, or still in it.
+    # How the profile stands at its deepest stage: goal, stage exit, journey exit, completed, or
+    # still in it.
     u = draw(m)
     goal_p = pc.take(pa.array(GOAL), deepest)
     goal = pc.less(u, goal_p)
     exit_ = pc.and_(pc.invert(goal), pc.less(u, pc.add(goal_p, EXIT)))
+    journey_exit = pc.and_(pc.invert(pc.or_(goal, exit_)),
+                           pc.less(u, pc.add(goal_p, EXIT + JOURNEY_EXIT)))
+    gone = pc.or_(pc.or_(goal, exit_), journey_exit)
     complete = pc.and_(pc.equal(deepest, len(stages) - 1),
-                       pc.and_(pc.invert(pc.or_(goal, exit_)),
-                               pc.less(u, pc.add(goal_p, EXIT + COMPLETE))))
-    left = pc.or_(pc.or_(goal, exit_), complete)
+                       pc.and_(pc.invert(gone),
+                               pc.less(u, pc.add(goal_p, EXIT + JOURNEY_EXIT + COMPLETE))))
+    left = pc.or_(gone, complete)
     end = pc.add(pc.choose(deepest, *t), gap())  # when it left, after its last stage began
     left_at = pc.if_else(left, end, pa.scalar(None, pa.int64()))
 
-    def emit(mask, key, first, last_left=None, value=None) -> pa.Table:
+    def emit(mask, key, first, last_left=None, value=None, kord_key=None,
+             cell=True) -> pa.Table:
         """The rows of the entrants in `mask`; each column given per entrant, as one value for
-        all, or None (null)."""
+        all, or None (null). A sparse cell (not `position`) has last_reached = first."""
         pidx = pc.filter(who, mask)
         picked = len(pidx)
 
@@ -158,12 +166,13 @@ def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]
                 return pc.filter(values, mask)
             return pa.repeat(pa.scalar(values, typ), picked)
 
-        kord = 100 + rank * 64 + order[key if isinstance(key, str) else "exit:"]
+        kord = 100 + rank * 64 + order[kord_key or key]
         return pa.table({
             "pidx": pidx, "kord": pa.repeat(pa.scalar(kord, pa.int32()), picked),
             "journey": pa.repeat(journey, picked), "version": pc.filter(version, mask),
             "key": column(key, pa.string()), "first": column(first, pa.int64()),
-            "last_left": column(last_left, pa.int64()), "value": column(value, pa.string())})
+            "last_left": column(last_left, pa.int64()), "value": column(value, pa.string()),
+            "last_reached": column(first if cell else None, pa.int64())})
 
     everyone = pa.repeat(True, m)
     out = [emit(everyone, "journey", t[0], left_at)]
@@ -179,10 +188,13 @@ def journey_rows(rank: int, journey: str, n: int, draw: Draws) -> list[pa.Table]
     exit_keys = pa.array([f"exit:{s}:{i}" for s in stages for i in (0, 1)])
     which = pc.add(pc.multiply(pc.cast(deepest, pa.int64()), 2),
                    pc.cast(pc.greater(draw(m), 0.8), pa.int64()))  # mostly the first exit rule
-    out.append(emit(exit_, pc.take(exit_keys, which), end))
+    out.append(emit(exit_, pc.take(exit_keys, which), end, kord_key="exit:"))
+    out.append(emit(journey_exit, "exit:journey:0", end, kord_key="exit:journey:"))
+    out.append(emit(journey_exit, pc.take(pa.array([f"exit:journey:0@{s}" for s in stages]),
+                                          deepest), end, kord_key="exit:journey:"))
     out.append(emit(goal, "goal", end))
     where = pc.if_else(left, "left", pc.take(pa.array([f"{s}/wait" for s in stages]), deepest))
-    out.append(emit(everyone, "position", t[0], left_at, where))
+    out.append(emit(everyone, "position", t[0], left_at, where, cell=False))
     return out
 
 
@@ -197,7 +209,8 @@ def profile_level_rows(n: int, draw: Draws) -> list[pa.Table]:
         "pidx": everyone, "kord": pa.repeat(pa.scalar(0, pa.int32()), n),
         "journey": pa.nulls(n, pa.string()), "version": pa.nulls(n, pa.int32()),
         "key": pa.repeat("profile", n), "first": last_seen,
-        "last_left": pa.nulls(n, pa.int64()), "value": merged})]
+        "last_left": pa.nulls(n, pa.int64()), "value": merged,
+        "last_reached": pa.nulls(n, pa.int64())})]
     for rank, segment in enumerate(sorted(SEGMENTS)):
         members = pc.filter(everyone, pc.less(draw(n), SEGMENTS[segment]))
         m = len(members)
@@ -205,7 +218,8 @@ def profile_level_rows(n: int, draw: Draws) -> list[pa.Table]:
             "pidx": members, "kord": pa.repeat(pa.scalar(1 + rank, pa.int32()), m),
             "journey": pa.nulls(m, pa.string()), "version": pa.nulls(m, pa.int32()),
             "key": pa.repeat(f"segment:{segment}", m), "first": pa.nulls(m, pa.int64()),
-            "last_left": pa.nulls(m, pa.int64()), "value": pa.nulls(m, pa.string())}))
+            "last_left": pa.nulls(m, pa.int64()), "value": pa.nulls(m, pa.string()),
+            "last_reached": pa.nulls(m, pa.int64())}))
     return parts
 
 
@@ -307,8 +321,9 @@ def measure(db_path: str, full: dict, delta: dict) -> dict:
     funnels = [funnel(db, j, v, JOURNEYS.get(j)) for j, v in found]  # order as `cjo sidecar run`
     out["funnels_s"] = time.perf_counter() - started
     out["funnels"] = len(found)
-    out["example"] = [(c.stage, c.entered, c.in_now, c.milestone, c.exited, c.to_next, c.goal)
-                      for c in funnels[0]] if funnels else []
+    out["example"] = [(c.stage, c.entered, c.in_now, c.milestone, c.exited_stage,
+                       c.exited_journey, c.to_next, c.goal) for c in funnels[0]] \
+        if funnels else []
 
     for percent in (10.0, 100.0):
         started = time.perf_counter()
@@ -398,7 +413,7 @@ def print_table(results: list[dict]) -> None:
     example = results[-1]["example"]
     if example:
         print(f"\nfunnel of the first journey version at {results[-1]['target']:,} rows "
-              "(stage, entered, in now, milestone, exited, to next, goal):")
+              "(stage, entered, in now, milestone, stage exit, journey exit, to next, goal):")
         for stage in example:
             print("  " + "  ".join(str(x) for x in stage))
 

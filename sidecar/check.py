@@ -40,11 +40,23 @@ INVARIANTS = {
         """,
     "exit_without_entry": f"""SELECT profile_id, journey, version FROM {ROWS} WHERE key LIKE 'exit:%'
         EXCEPT SELECT profile_id, journey, version FROM {ROWS} WHERE key = 'journey'""",
+    # An exit from a stage the profile never entered: X's own (`exit:X:<n>`) or the journey's
+    # while in X (`exit:journey:<n>@X`). (`exit:journey:<n>` alone is the journey's: a stage
+    # named 'journey' shares that key, so it is not checked.)
+    "exit_from_unentered_stage": f"""SELECT e.profile_id, e.journey, e.version FROM (
+            SELECT profile_id, journey, version, CASE WHEN key LIKE '%@%'
+                THEN split_part(key, '@', 2) ELSE split_part(key, ':', 2) END AS stage
+            FROM {ROWS} WHERE key LIKE 'exit:%'
+            AND (key LIKE '%@%' OR split_part(key, ':', 2) <> 'journey')) e
+        WHERE NOT EXISTS (SELECT 1 FROM {ROWS} o WHERE o.profile_id = e.profile_id
+            AND o.journey = e.journey AND o.version = e.version AND o.key = 'stage:' || e.stage)""",
     "two_stages_at_once": f"""SELECT profile_id, journey, version FROM {ROWS}
         WHERE key LIKE 'stage:%' AND last_left IS NULL
         GROUP BY profile_id, journey, version HAVING count(*) > 1""",
-    "left_before_reached": f"SELECT profile_id, journey, version FROM {ROWS} "
-                           "WHERE last_left < \"first\"",
+    # A stay left before it began, or reached last before it was reached first.
+    "left_before_reached": f"""SELECT profile_id, journey, version FROM {ROWS}
+        WHERE last_left < "first" OR last_left < last_reached
+        OR last_reached < "first" """,
 }
 
 

@@ -144,13 +144,17 @@ def print_funnels(result: dict) -> None:
             continue
         first = stages[0]
         print(f"journey {first['journey']} v{first['version']}")
-        print(f"  {'stage':<12}{'entered':>9}{'in now':>9}{'milestone':>11}{'exited':>8}"
-              f"{'to next':>9}{'conv.':>7}{'goal':>7}{'p50 stay':>10}{'p90 stay':>10}")
+        # Exits: through the stage's own exit criteria, and through the journey's from it.
+        print(f"  {'stage':<12}{'entered':>9}{'in now':>9}{'milestone':>11}{'exit st.':>10}"
+              f"{'exit jn.':>10}{'to next':>9}{'conv.':>7}{'goal':>7}{'p50 stay':>10}"
+              f"{'p90 stay':>10}")
         for s in stages:
             conv = "-" if s["conversion"] is None else f"{s['conversion']:.0%}"
             print(f"  {s['stage']:<12}{s['entered']:>9}{s['in_now']:>9}{s['milestone']:>11}"
-                  f"{s['exited']:>8}{s['to_next']:>9}{conv:>7}{s['goal']:>7}"
+                  f"{s['exited_stage']:>10}{s['exited_journey']:>10}{s['to_next']:>9}"
+                  f"{conv:>7}{s['goal']:>7}"
                   f"{_duration(s['p50_ms']):>10}{_duration(s['p90_ms']):>10}")
+        print("  (stay: each profile's latest stay in the stage, once it has ended)")
         if in_steps:
             print("  now in: " + ", ".join(f"{c['stage']}/{c['step']} {c['profiles']}"
                                            for c in in_steps))

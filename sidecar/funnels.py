@@ -1,12 +1,17 @@
 """Journey-stage sets and funnels, as SQL set operations over the sparse table.
 
-For a journey version and a stage X (sets of profile ids):
-    entered(X)   = rows with key 'stage:X'
-    in_now(X)    = entered(X) EXCEPT left(X)             (left: 'stage:X' with last_left set)
-    milestone(X) = rows with key 'milestone:X'
-    exited(X)    = rows with key 'exit:X:<n>'
-    to_next(X)   = entered(X) INTERSECT entered(next stage)
-    goal(X)      = entered(X) INTERSECT rows with key 'goal'
+For a journey version and a stage X, over the profiles that hold rows of that version (sets of
+profile ids; docs/sidecar.md "Funnel columns" says each in words):
+    entered(X)        = rows with key 'stage:X'
+    left(X)           = rows with key 'stage:X' and last_left set   (its latest stay has ended)
+    in_now(X)         = entered(X) EXCEPT left(X)
+    milestone(X)      = rows with key 'milestone:X'
+    exited_stage(X)   = rows with key 'exit:X:<n>'                  (X's own exit criteria)
+    exited_journey(X) = rows with key 'exit:journey:<n>@X'          (the journey's, while in X)
+    to_next(X)        = entered(X) INTERSECT entered(next stage)
+    goal(X)           = entered(X) INTERSECT rows with key 'goal'
+    time in X         = p50 / p90 over left(X) of last_left - last_reached of 'stage:X'
+                        (each profile's latest stay in X; `first` where last_reached is null)
 
 The sets of one journey version are computed over a temporary copy of its rows (`funnel_rows`),
 so each set reads that version's rows, not the whole table. "Next" is the definition's stage
@@ -15,7 +20,8 @@ as good as that guess.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from sidecar.store import DUCKDB, LIVE
 
@@ -28,12 +34,20 @@ class StageCounts:
     entered: int
     in_now: int
     milestone: int
-    exited: int
+    exited_stage: int
+    exited_journey: int
     to_next: int
     goal: int
-    # Time in the stage (ms, from first reached to last left) of the profiles that left it.
+    # Time in the stage (ms): each profile's latest stay in it, from entering to leaving, over
+    # the profiles whose latest stay has ended.
     p50_ms: float | None = None
     p90_ms: float | None = None
+    # `exited_stage` under its name from before the split, for readers of the funnels file
+    # written then (cjo/ops_cli.py, tests/integration/test_journeys.py).
+    exited: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exited", self.exited_stage)
 
     @property
     def conversion(self) -> float | None:
@@ -55,6 +69,8 @@ def _lit(text: str) -> str:
 
 
 ROWS = "funnel_rows"
+# The start of a stay: the latest time reached; rows written before it was kept have `first`.
+REACHED = 'coalesce(last_reached, "first")'
 
 
 def _rows(condition: str) -> str:
@@ -72,7 +88,12 @@ def stage_sets(stage: str, next_stage: str | None) -> dict[str, str]:
         "entered": entered,
         "in_now": f"({entered}) EXCEPT ({left})",
         "milestone": _rows(f"key = {_lit('milestone:' + stage)}"),
-        "exited": _rows(f"starts_with(key, {_lit('exit:' + stage + ':')})"),
+        # Stage ids have no ':' or '@' (state.conditions.ID), so 'exit:X:' without '@' is X's
+        # own; only a stage named 'journey' shares its keys with the journey's own exits.
+        "exited_stage": _rows(f"starts_with(key, {_lit('exit:' + stage + ':')}) "
+                              f"AND key NOT LIKE '%@%'"),
+        "exited_journey": _rows(f"starts_with(key, 'exit:journey:') "
+                                f"AND split_part(key, '@', 2) = {_lit(stage)}"),
         "to_next": f"({entered}) INTERSECT ({following})" if following else _rows("false"),
         "goal": f"({entered}) INTERSECT ({goal})",
     }
@@ -87,24 +108,38 @@ def stages_of(db, journey: str, version: int, order: list[str] | None = None) ->
     return sorted(found)
 
 
-def funnel(db, journey: str, version: int, order: list[str] | None = None) -> list[StageCounts]:
-    stages = stages_of(db, journey, version, order)
-    db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT profile_id, key, \"first\", last_left "
-               f"FROM {LIVE} WHERE journey = ? AND version = ?", [journey, version])
-    out = []
+@contextmanager
+def version_rows(db, journey: str, version: int):
+    """The rows of one journey version as the temporary table `funnel_rows` (a read-only
+    database has a writable temporary one), dropped afterwards."""
+    have = {row[0] for row in db.execute(f"DESCRIBE {LIVE}").fetchall()}
+    # A database written before `last_reached` and opened read-only was never given it.
+    reached = "last_reached" if "last_reached" in have else "CAST(NULL AS BIGINT) AS last_reached"
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT profile_id, key, \"first\", "
+               f"last_left, {reached} FROM {LIVE} WHERE journey = ? AND version = ?",
+               [journey, version])
     try:
-        for i, stage in enumerate(stages):
-            following = stages[i + 1] if i + 1 < len(stages) else None
-            counts = {name: db.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-                      for name, sql in stage_sets(stage, following).items()}
-            stay = 'last_left - "first"'
-            p50, p90 = db.execute(
-                f"SELECT {DUCKDB.percentile(stay, 0.5)}, {DUCKDB.percentile(stay, 0.9)} "
-                f"FROM {ROWS} WHERE key = ? AND last_left IS NOT NULL",
-                [f"stage:{stage}"]).fetchone()
-            out.append(StageCounts(journey, version, stage, **counts, p50_ms=p50, p90_ms=p90))
+        yield ROWS
     finally:
         db.execute(f"DROP TABLE {ROWS}")
+
+
+def funnel(db, journey: str, version: int, order: list[str] | None = None) -> list[StageCounts]:
+    stages = stages_of(db, journey, version, order)
+    out = []
+    with version_rows(db, journey, version):
+        for i, stage in enumerate(stages):
+            following = stages[i + 1] if i + 1 < len(stages) else None
+            sets = stage_sets(stage, following)
+            stay = f"last_left - {REACHED}"
+            # One statement per stage: each set's count, and the stays' percentiles.
+            *counts, p50, p90 = db.execute(
+                "SELECT " + ", ".join(f"(SELECT count(*) FROM ({sql}))" for sql in sets.values())
+                + f", {DUCKDB.percentile(stay, 0.5)}, {DUCKDB.percentile(stay, 0.9)} "
+                f"FROM {ROWS} WHERE key = ? AND last_left IS NOT NULL",
+                [f"stage:{stage}"]).fetchone()
+            out.append(StageCounts(journey, version, stage, **dict(zip(sets, counts)),
+                                   p50_ms=p50, p90_ms=p90))
     return out
 
 

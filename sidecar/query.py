@@ -17,8 +17,7 @@ import duckdb
 
 from cjo.settings import Settings
 from sidecar.follower import database_path
-from sidecar.funnels import ROWS, StageCounts, funnel, stage_sets
-from sidecar.store import LIVE
+from sidecar.funnels import StageCounts, funnel, stage_sets, version_rows
 from state.sql import read_only_select_problem
 
 
@@ -59,13 +58,8 @@ class SidecarReader:
 
     def in_stage(self, journey: str, version: int, stage: str) -> set[str]:
         """The profiles in `stage` now (the in_now set)."""
-        self.db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT profile_id, key, "
-                        f"\"first\", last_left FROM {LIVE} WHERE journey = ? AND version = ?",
-                        [journey, version])
-        try:
+        with version_rows(self.db, journey, version):
             return {r[0] for r in self.db.execute(stage_sets(stage, None)["in_now"]).fetchall()}
-        finally:
-            self.db.execute(f"DROP TABLE {ROWS}")
 
 
 def print_rows(rows: list[dict], limit: int) -> None:

@@ -5,6 +5,9 @@ reader sees either the old table or the new one, never a mix.
 
 A snapshot file replaces everything known of the profiles it names (its `profile` marker rows):
     new = (live EXCEPT rows of those profiles) UNION ALL staged rows
+
+The columns are state/sparse.py's. `last_reached` came after the others: a file or a database
+written before it lacks the column, and it reads as null there (the funnels take it as `first`).
 """
 from __future__ import annotations
 
@@ -17,8 +20,19 @@ from sidecar.engines import ENGINES
 
 DUCKDB = ENGINES["duckdb"]
 LIVE = "journey_state"
-COLUMNS = "profile_id VARCHAR, journey VARCHAR, version INTEGER, key VARCHAR, " \
-          "\"first\" BIGINT, last_left BIGINT, value VARCHAR"
+TYPES = {"profile_id": "VARCHAR", "journey": "VARCHAR", "version": "INTEGER", "key": "VARCHAR",
+         "first": "BIGINT", "last_left": "BIGINT", "value": "VARCHAR", "last_reached": "BIGINT"}
+COLUMNS = ", ".join(f'"{name}" {kind}' for name, kind in TYPES.items())
+ADDED = ("last_reached",)  # columns newer than the first snapshot files and databases
+SELECT = ", ".join(f'"{name}"' for name in TYPES)  # every column, in the table's order
+
+
+def add_missing_columns(db, table: str) -> None:
+    """Give a table made before the newer columns existed those columns (null)."""
+    have = {row[0] for row in db.execute(f"DESCRIBE {table}").fetchall()}
+    for name in ADDED:
+        if name not in have:
+            db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {TYPES[name]}')
 
 
 class SnapshotError(RuntimeError):
@@ -29,6 +43,7 @@ class SparseStore:
     def __init__(self, path: str = ":memory:") -> None:
         self.db = duckdb.connect(path)
         self.db.execute(f"CREATE TABLE IF NOT EXISTS {LIVE} ({COLUMNS})")
+        add_missing_columns(self.db, LIVE)  # a database from before `last_reached`
         self.db.execute("CREATE TABLE IF NOT EXISTS loaded_files (path VARCHAR PRIMARY KEY, "
                         "\"partition\" INTEGER, \"offset\" BIGINT)")
         self.db.execute("CREATE TABLE IF NOT EXISTS partition_offsets (\"partition\" INTEGER "
@@ -70,13 +85,14 @@ class SparseStore:
         try:
             db.execute("CREATE OR REPLACE TEMP TABLE staging AS "
                        "SELECT * FROM read_parquet(?)", [path])
+            add_missing_columns(db, "staging")  # a file from before `last_reached`
             # A full snapshot of a partition replaces the partition's profiles: those it names,
             # and the ones loaded from this partition before (a merged visitor may be gone).
             scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "
                      f"SELECT profile_id FROM snapshot_profiles WHERE \"partition\" = {int(partition)}"
                      if full else "SELECT profile_id FROM staging WHERE key = 'profile'")
-            new = (f"SELECT * FROM {LIVE} WHERE profile_id NOT IN ({scope}) "
-                   f"UNION ALL SELECT * FROM staging WHERE key <> 'profile'")
+            new = (f"SELECT {SELECT} FROM {LIVE} WHERE profile_id NOT IN ({scope}) "
+                   f"UNION ALL SELECT {SELECT} FROM staging WHERE key <> 'profile'")
             for statement in DUCKDB.replace_table(LIVE, new):
                 db.execute(statement)
             db.execute(f"DELETE FROM snapshot_profiles WHERE profile_id IN ({scope})")

@@ -6,7 +6,8 @@ no Kafka, no Faust, no clock; `now` is the event's time or the wake-up's due tim
 
 A profile's journeys live in `profile["journeys"]`, one entry per journey id:
     version, status ("active" | "left"), stage, step, seq, due, runs, entered_at, left_at,
-    goal_reached (ever), sparse {version: {key: {"first": t, "last_left": t|None}}},
+    goal_reached (ever),
+    sparse {version: {key: {"first": t, "last_reached": t, "last_left": t|None}}},
     branches {version: {step id: branch id}}
 `seq` grows whenever the profile enters a step; a wake-up carries the seq it was set for, so a
 stale or duplicate wake-up finds another seq and does nothing.
@@ -99,9 +100,11 @@ def _clock(now: int, state: dict | None) -> int:
         return now
     latest = max(now, state["entered_at"] or now, state["left_at"] or now)
     for cell in state["sparse"].get(str(state["version"]), {}).values():
-        first, left = cell["first"], cell["last_left"]
-        if first > latest:
-            latest = first
+        # The latest time reached is at or after the first (state from before `last_reached`
+        # was kept has only the first).
+        reached, left = cell.get("last_reached") or cell["first"], cell["last_left"]
+        if reached > latest:
+            latest = reached
         if left and left > latest:  # None (or 0) counts as `now`, which latest covers
             latest = left
     return latest
@@ -186,6 +189,8 @@ def _run(move: Move, journey: Journey, state: dict, woke: bool) -> None:
     for i, condition in enumerate(journey.exits):
         if evaluate(condition, ctx):
             _mark(state, f"exit:journey:{i}", move.now)
+            if state["stage"] is not None:  # and the stage it left from (the sidecar's funnels)
+                _mark(state, f"exit:journey:{i}@{state['stage']}", move.now)
             _leave_journey(move, journey, state, f"exit:{i}")
             return
     stage = journey.stage(state["stage"]) if state["stage"] else None
@@ -362,9 +367,17 @@ def _sparse(state: dict) -> dict:
 
 
 def _mark(state: dict, key: str, now: int) -> None:
-    """Record that the profile reached `key` in this journey version: Treasure Data's sparse
-    table keeps the first time, later entries do not move it."""
-    _sparse(state).setdefault(key, {"first": now, "last_left": None})
+    """Record that the profile reached `key` in this journey version: `first` keeps the first
+    time (Treasure Data's sparse table: later entries do not move it), `last_reached` the
+    latest. Reaching a journey, stage or step again begins a new stay: it is open
+    (`last_left` None) until `_left` closes it, so `last_left - last_reached` is the latest
+    stay, and `last_left` is None exactly while the profile is in it."""
+    cell = _sparse(state).get(key)
+    if cell is None:
+        _sparse(state)[key] = {"first": now, "last_reached": now, "last_left": None}
+    else:
+        cell["last_reached"] = now
+        cell["last_left"] = None
 
 
 def _left(state: dict, key: str, now: int) -> None:

@@ -1,10 +1,16 @@
 """The sparse journey state of a profile as rows (Treasure Data's sparse table, long form):
 one row per profile, journey, version and key (journey, stage:<id>, step:<id>, milestone:<id>,
-exit:<where>:<n>, goal, branch:<step>), with the time first reached and last left, and the
-branch or variant taken. A `position` row per journey holds where the profile is now."""
+exit:<stage>:<n>, exit:journey:<n>, exit:journey:<n>@<stage>, goal, branch:<step>), with the
+time first reached, the time last reached and when that latest stay was left (null while the
+profile is in it), and the branch or variant taken. A `position` row per journey holds where
+the profile is now.
+
+`last_reached` is the last column (added after the others): snapshot files and sidecar tables
+written before it lack it, and readers take it as null (= `first`)."""
 from __future__ import annotations
 
-COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "value")
+COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "value",
+           "last_reached")
 # The profile fields `profile_rows` reads (a snapshot decodes only these).
 SNAPSHOT_FIELDS = ("profile_id", "merged_into", "merges_done", "last_seen", "segments",
                    "journeys", "limited")
@@ -17,14 +23,15 @@ def sparse_rows(profile: dict) -> list[tuple]:
         for version, cells in sorted(state["sparse"].items(), key=lambda kv: int(kv[0])):
             for key, cell in sorted(cells.items()):
                 rows.append((pid, journey, int(version), key, cell["first"], cell["last_left"],
-                             None))
+                             None, cell.get("last_reached")))
         for version, taken in sorted(state["branches"].items(), key=lambda kv: int(kv[0])):
             for step, branch in sorted(taken.items()):
-                rows.append((pid, journey, int(version), f"branch:{step}", None, None, branch))
+                rows.append((pid, journey, int(version), f"branch:{step}", None, None, branch,
+                             None))
         where = (f"{state['stage']}/{state['step']}" if state["status"] == "active"
                  else state["status"])
         rows.append((pid, journey, state["version"], "position", state["entered_at"],
-                     state["left_at"], where))
+                     state["left_at"], where, None))
     return rows
 
 
@@ -41,6 +48,7 @@ def profile_rows(profile: dict) -> list[tuple]:
         caveat = "limited"  # a profile limit kept something out (state.profile.Limits)
     else:
         caveat = None
-    rows = [(pid, None, None, "profile", profile["last_seen"], None, caveat)]
-    rows += [(pid, None, None, f"segment:{s}", None, None, None) for s in profile["segments"]]
+    rows = [(pid, None, None, "profile", profile["last_seen"], None, caveat, None)]
+    rows += [(pid, None, None, f"segment:{s}", None, None, None, None)
+             for s in profile["segments"]]
     return rows + sparse_rows(profile)

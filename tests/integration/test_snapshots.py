@@ -127,11 +127,16 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
                                 "transition_id")
     entered, milestones = Counter(), Counter()
     seen_stage = defaultdict(set)
+    stage_exits, journey_exits = defaultdict(set), defaultdict(set)
     for t in transitions.values():
         if t["kind"] == "entered_stage":
             seen_stage[t["to"]].add(t["profile_id"])
         if t["kind"] == "milestone_reached":
             milestones[t["to"]] += 1
+        if t["kind"] == "stage_exited":
+            stage_exits[t["from"]].add(t["profile_id"])
+        if t["kind"] == "journey_exited" and t["to"].startswith("exit:") and t["from"]:
+            journey_exits[t["from"]].add(t["profile_id"])  # the journey's exit, from a stage
     for stage, profiles in seen_stage.items():
         entered[stage] = len(profiles)
     assert {s: c.entered for s, c in counts.items()} == dict(entered)
@@ -141,6 +146,10 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
                      if p["journeys"].get("onboarding", {}).get("status") == "active")
     assert {s: c.in_now for s, c in counts.items() if c.in_now} == dict(in_now)
     assert counts["welcome"].to_next == len(seen_stage["welcome"] & seen_stage["browsing"])
+    assert {s: c.exited_stage for s, c in counts.items() if c.exited_stage} == \
+        {s: len(p) for s, p in stage_exits.items()}
+    assert {s: c.exited_journey for s, c in counts.items() if c.exited_journey} == \
+        {s: len(p) for s, p in journey_exits.items()}
     # Who is in which step now, and the median time in each stage, as the stream has them.
     from statistics import median
 
@@ -153,8 +162,8 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
         dict(in_step)
     cells = [p["journeys"]["onboarding"]["sparse"]["1"] for p in states.values()
              if "onboarding" in p["journeys"]]
-    for stage, c in counts.items():
-        stayed = [cell[f"stage:{stage}"]["last_left"] - cell[f"stage:{stage}"]["first"]
+    for stage, c in counts.items():  # each profile's latest stay, where it has ended
+        stayed = [cell[f"stage:{stage}"]["last_left"] - cell[f"stage:{stage}"]["last_reached"]
                   for cell in cells if (cell.get(f"stage:{stage}") or {}).get("last_left")]
         assert c.p50_ms == (median(stayed) if stayed else None), stage
 

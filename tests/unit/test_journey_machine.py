@@ -115,7 +115,7 @@ def test_rule_1_times_are_the_event_time_never_the_wall_clock():
     assert outs and {o.record["time"] for o in outs} == {t}
     assert st(p)["entered_at"] == t
     assert st(p)["step"] == "w" and st(p)["due"] == t + HOUR  # not passed: it is 2001 here
-    assert sparse(p)["journey"] == {"first": t, "last_left": None}
+    assert sparse(p)["journey"] == {"first": t, "last_reached": t, "last_left": None}
 
 
 def test_rule_1_a_wakeup_runs_at_its_due_time():
@@ -139,7 +139,8 @@ def test_rule_1_a_late_event_moves_the_journey_at_its_latest_time_not_before():
     outs = send(p, [j], event("go", T0 + HOUR))  # late: it happened before the entry
     assert moves(outs)[0] == ("entered_stage", "s", "t")
     assert {o.record["time"] for o in outs} == {T0 + 5 * HOUR}
-    assert sparse(p)["stage:s"] == {"first": T0 + 5 * HOUR, "last_left": T0 + 5 * HOUR}
+    assert sparse(p)["stage:s"] == {"first": T0 + 5 * HOUR, "last_reached": T0 + 5 * HOUR,
+                                    "last_left": T0 + 5 * HOUR}
     outs = send(p, [j], event("buy", T0 + 2 * HOUR))  # late again
     assert "goal_reached" in [k for k, _, _ in moves(outs)]
     assert {o.record["time"] for o in outs} == {T0 + 5 * HOUR}
@@ -897,7 +898,13 @@ def test_rule_10_transition_ids_are_unique_within_an_input():
 # ---------------------------------------------------------------- rule 11: sparse state
 
 
-def test_rule_11_sparse_state_keeps_first_reached_and_last_left_per_key():
+def cell(first, last_reached=None, last_left=None):
+    """A sparse cell: first reached, latest reached (default: the first), latest stay left."""
+    return {"first": first, "last_reached": first if last_reached is None else last_reached,
+            "last_left": last_left}
+
+
+def test_rule_11_sparse_state_keeps_first_reached_last_reached_and_last_left_per_key():
     j = journey(stage("s1", wait("w1", duration=HOUR, next="d"),
                       Step("d", "decision", otherwise="w2",
                            branches=(Branch("vip", "w2", condition=seg("vip")),)),
@@ -908,33 +915,48 @@ def test_rule_11_sparse_state_keeps_first_reached_and_last_left_per_key():
                 reentry="always", goal=seg("g"))
     p = new_profile("p1")
     send(p, [j], event("start", T0))
-    assert sparse(p) == {"journey": {"first": T0, "last_left": None},
-                         "stage:s1": {"first": T0, "last_left": None},
-                         "step:w1": {"first": T0, "last_left": None}}
+    assert sparse(p) == {"journey": cell(T0), "stage:s1": cell(T0), "step:w1": cell(T0)}
     wake(p, [j], "j", st(p)["seq"], T0 + HOUR)
-    assert sparse(p)["step:w1"] == {"first": T0, "last_left": T0 + HOUR}
-    assert sparse(p)["step:d"] == {"first": T0 + HOUR, "last_left": T0 + HOUR}
-    assert sparse(p)["step:w2"] == {"first": T0 + HOUR, "last_left": None}
+    assert sparse(p)["step:w1"] == cell(T0, last_left=T0 + HOUR)
+    assert sparse(p)["step:d"] == cell(T0 + HOUR, last_left=T0 + HOUR)
+    assert sparse(p)["step:w2"] == cell(T0 + HOUR)
     t2 = T0 + 2 * HOUR
     send(p, [j], event("view", t2), segments={"m"})
-    assert sparse(p)["milestone:s1"]["first"] == t2
-    assert sparse(p)["stage:s1"] == {"first": T0, "last_left": t2}
-    assert sparse(p)["stage:s2"] == {"first": t2, "last_left": None}
+    assert sparse(p)["milestone:s1"] == cell(t2)
+    assert sparse(p)["stage:s1"] == cell(T0, last_left=t2)
+    assert sparse(p)["stage:s2"] == cell(t2)
     t3 = T0 + 3 * HOUR
     send(p, [j], event("view", t3), segments={"g"})
     s = sparse(p)
-    assert s["goal"]["first"] == t3
-    assert s["journey"] == {"first": T0, "last_left": t3}
+    assert s["goal"] == cell(t3)
+    assert s["journey"] == cell(T0, last_left=t3)
     assert s["stage:s2"]["last_left"] == t3 and s["step:w3"]["last_left"] == t3
     assert st(p)["branches"] == {"1": {"d": "else", "ab": "a"}}
-    # A second run keeps the first times (first reached) and moves the last-left times.
-    t4, t5 = T0 + 4 * HOUR, T0 + 5 * HOUR
+    # A second run keeps the first times (first reached); reaching a key again moves its
+    # latest time, and a stay begun again is open (no last-left time) until it is left.
+    t4, t5, t6 = T0 + 4 * HOUR, T0 + 5 * HOUR, T0 + 6 * HOUR
     send(p, [j], event("start", t4))
-    assert sparse(p)["journey"] == {"first": T0, "last_left": t3}
-    assert sparse(p)["step:w1"]["first"] == T0
-    send(p, [j], event("view", t5), segments={"g"})
-    assert sparse(p)["journey"] == {"first": T0, "last_left": t5}
-    assert sparse(p)["goal"]["first"] == t3
+    assert sparse(p)["journey"] == cell(T0, t4)
+    assert sparse(p)["stage:s1"] == cell(T0, t4) and sparse(p)["step:w1"] == cell(T0, t4)
+    assert sparse(p)["stage:s2"] == cell(t2, last_left=t3)  # not in it in this run (yet)
+    send(p, [j], event("view", t5), segments={"m"})
+    assert sparse(p)["milestone:s1"] == cell(t2, t5)
+    assert sparse(p)["stage:s1"] == cell(T0, t4, t5)  # this run's stay: t4 to t5
+    send(p, [j], event("view", t6), segments={"g"})
+    assert sparse(p)["journey"] == cell(T0, t4, t6)
+    assert sparse(p)["stage:s2"] == cell(t2, t5, t6)
+    assert sparse(p)["goal"] == cell(t3, t6)
+
+
+def test_rule_11_a_jump_back_into_the_same_stage_begins_a_new_stay():
+    j = journey(stage("s", wait("w", duration=HOUR, next="back"), Step("back", "jump",
+                                                                    to_stage="s")))
+    p = new_profile("p1")
+    send(p, [j], event("start", T0))
+    wake(p, [j], "j", st(p)["seq"], T0 + HOUR)
+    assert st(p)["stage"] == "s" and st(p)["step"] == "w"
+    assert sparse(p)["stage:s"] == cell(T0, T0 + HOUR)  # in it: open, since T0 + 1h
+    assert sparse(p)["step:w"] == cell(T0, T0 + HOUR)
 
 
 def test_rule_11_sparse_state_records_exits():
@@ -943,12 +965,36 @@ def test_rule_11_sparse_state_records_exits():
     p = new_profile("p1")
     send(p, [j], event("start", T0))
     send(p, [j], event("view", T0 + 1), segments={"b"})
-    assert sparse(p)["exit:s:1"] == {"first": T0 + 1, "last_left": None}
+    assert sparse(p)["exit:s:1"] == cell(T0 + 1)
     assert "exit:s:0" not in sparse(p)
     send(p, [j], event("start", T0 + 2))
     send(p, [j], event("view", T0 + 3), segments={"x"})
-    assert sparse(p)["exit:journey:0"]["first"] == T0 + 3
+    assert sparse(p)["exit:journey:0"] == cell(T0 + 3)
     assert sparse(p)["journey"]["last_left"] == T0 + 3
+
+
+def test_rule_11_a_journey_exit_also_records_the_stage_it_left_from():
+    later = parse_condition({"event.name": {"eq": "later"}})
+    j = journey(stage("s1", idle("i1"), entry=later), stage("s2", idle("i2")),
+                reentry="always", exits=(seg("x"), seg("y")))
+    p = new_profile("p1")
+    send(p, [j], event("start", T0))  # s1 has entry criteria that do not match: no stage
+    assert st(p)["stage"] is None
+    send(p, [j], event("view", T0 + 1), segments={"y"})
+    assert sparse(p)["exit:journey:1"] == cell(T0 + 1)
+    assert not [k for k in sparse(p) if "@" in k]  # it was in no stage
+    send(p, [j], event("start", T0 + 2))  # enters again, and then s1
+    send(p, [j], event("later", T0 + 3))
+    send(p, [j], event("view", T0 + 4), segments={"y"})
+    assert sparse(p)["exit:journey:1@s1"] == cell(T0 + 4)
+    assert sparse(p)["exit:journey:1"] == cell(T0 + 1, T0 + 4)
+    assert sparse(p)["stage:s1"] == cell(T0 + 3, last_left=T0 + 4)
+    send(p, [j], event("start", T0 + 5))
+    send(p, [j], event("later", T0 + 6))
+    send(p, [j], event("view", T0 + 7), segments={"x", "y"})  # the first exit wins
+    assert sparse(p)["exit:journey:0@s1"] == cell(T0 + 7)
+    assert sparse(p)["exit:journey:1@s1"] == cell(T0 + 4)
+    assert not [k for k in sparse(p) if k.startswith("exit:s")]  # no stage exit
 
 
 def test_rule_11_sparse_state_and_branches_are_kept_per_version():
@@ -963,8 +1009,8 @@ def test_rule_11_sparse_state_and_branches_are_kept_per_version():
     send(p, [v2], event("view", T0 + 1), segments={"g"}, versions=versions)
     send(p, [v2], event("start", T0 + 2), versions=versions)
     assert st(p)["branches"] == {"1": {"ab": "a"}, "2": {"ab": "b"}}
-    assert sparse(p, version=1)["journey"] == {"first": T0, "last_left": T0 + 1}
-    assert sparse(p, version=2)["journey"] == {"first": T0 + 2, "last_left": None}
+    assert sparse(p, version=1)["journey"] == cell(T0, last_left=T0 + 1)
+    assert sparse(p, version=2)["journey"] == cell(T0 + 2)
     assert "goal" in sparse(p, version=1) and "goal" not in sparse(p, version=2)
 
 

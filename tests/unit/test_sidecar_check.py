@@ -85,7 +85,7 @@ def test_memberships_recounted_from_the_archive_agree_with_the_stream(tmp_path):
 def test_a_membership_the_events_do_not_support_is_named(tmp_path):
     store, snapshot = _setup(tmp_path, HISTORIES, snapshot_offset=7)
     snapshot = [r for r in snapshot if not (r[0] == "a" and r[3] == "segment:buyers")]
-    snapshot.append(("c", None, None, "segment:buyers", None, None, None))
+    snapshot.append(("c", None, None, "segment:buyers", None, None, None, None))
     _load(store, tmp_path, snapshot, 7)
     report = check(store.db, 100.0, segments=SEGMENTS)
     assert report.violations["segment_membership"] == 2 and not report.ok
@@ -94,9 +94,9 @@ def test_a_membership_the_events_do_not_support_is_named(tmp_path):
 
 def test_merged_profiles_are_left_out_of_the_recount(tmp_path):
     store, snapshot = _setup(tmp_path, HISTORIES, snapshot_offset=7)
-    snapshot = [r[:6] + ("merged",) if r[0] == "c" and r[3] == "profile" else r
+    snapshot = [r[:6] + ("merged",) + r[7:] if r[0] == "c" and r[3] == "profile" else r
                 for r in snapshot]
-    snapshot.append(("c", None, None, "segment:buyers", None, None, None))
+    snapshot.append(("c", None, None, "segment:buyers", None, None, None, None))
     _load(store, tmp_path, snapshot, 7)
     report = check(store.db, 100.0, segments=SEGMENTS)
     assert report.recounted_profiles == 3 and report.ok

@@ -128,8 +128,8 @@ def test_the_consistency_check_finds_planted_violations_and_names_them(tmp_path)
     clean = check(store.db, percent=100)
     assert clean.sampled_profiles == 206
     assert clean.violations == {"stage_before_journey": 1, "stage_after_goal": 1,
-                                "exit_without_entry": 1, "two_stages_at_once": 1,
-                                "left_before_reached": 1}
+                                "exit_without_entry": 1, "exit_from_unentered_stage": 1,
+                                "two_stages_at_once": 1, "left_before_reached": 1}
     assert clean.examples["two_stages_at_once"] == ["x3"] and not clean.ok
     sampled = check(store.db, percent=50, seed=7)
     assert 0 < sampled.sampled_profiles < 206

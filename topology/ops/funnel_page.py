@@ -2,15 +2,17 @@
 SVG (no script, no external resource), served by the worker itself.
 
 Each stage is a bar as wide as the profiles that entered it; inside it, how many are there now,
-reached its milestone, exited, and reached the goal; between two stages, the conversion."""
+reached its milestone, left through the stage's exit criteria, left through the journey's exit
+criteria from it, and reached the goal; between two stages, the conversion (the columns are
+defined in docs/sidecar.md, "Funnel columns")."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from html import escape
 
-WIDTH, BAR_H, GAP, LEFT, BAR_MAX = 1000, 46, 34, 150, 380
+WIDTH, BAR_H, GAP, LEFT, BAR_MAX = 1100, 46, 34, 150, 380
 COLORS = {"entered": "#3b6fb6", "in_now": "#79a8e0", "milestone": "#3f9b6e",
-          "exited": "#c0504d", "goal": "#d9a21b"}
+          "exited_stage": "#c0504d", "exited_journey": "#8e3b8c", "goal": "#d9a21b"}
 
 
 def _when(ms: int | None) -> str:
@@ -24,9 +26,12 @@ def render(journey: str, version: int, stages: list[dict], computed_at: int | No
     """`stages`: the sidecar's funnel rows of this version; `live`: profiles in each stage now
     according to the stream, for every stage of the definition in its order (stages nobody
     reached yet are drawn empty)."""
+    # A funnels file written before the exits were split has `exited` (the stage's own) only.
+    stages = [{**s, "exited_stage": s.get("exited_stage", s.get("exited", 0)),
+               "exited_journey": s.get("exited_journey", 0)} for s in stages]
     known = {s["stage"]: s for s in stages}
-    empty = {"entered": 0, "in_now": 0, "milestone": 0, "exited": 0, "to_next": 0, "goal": 0,
-             "conversion": None}
+    empty = {"entered": 0, "in_now": 0, "milestone": 0, "exited_stage": 0, "exited_journey": 0,
+             "to_next": 0, "goal": 0, "conversion": None}
     if stages:
         stages = [known.get(stage, {**empty, "stage": stage}) for stage in live] + \
             [s for s in stages if s["stage"] not in live]
@@ -49,7 +54,9 @@ def render(journey: str, version: int, stages: list[dict], computed_at: int | No
             f'<text x="{text_x}" y="{y + 37}" class="small">'
             f'<tspan fill="{COLORS["in_now"]}">■</tspan> {s["in_now"]} here now · '
             f'<tspan fill="{COLORS["milestone"]}">■</tspan> {s["milestone"]} milestone · '
-            f'<tspan fill="{COLORS["exited"]}">■</tspan> {s["exited"]} exited · '
+            f'<tspan fill="{COLORS["exited_stage"]}">■</tspan> {s["exited_stage"]} stage exit · '
+            f'<tspan fill="{COLORS["exited_journey"]}">■</tspan> {s["exited_journey"]} '
+            f'journey exit · '
             f'<tspan fill="{COLORS["goal"]}">■</tspan> {s["goal"]} goal</text></g>')
         y += BAR_H
         if i + 1 < len(stages):

@@ -27,10 +27,12 @@ from topology.machinery.partitions import owned, read_partition
 
 log = logging.getLogger(__name__)
 FULL_EVERY = 10  # every tenth snapshot of a partition is a full one
+# The columns of state.sparse.COLUMNS; `last_reached` came last, so files written before it
+# are these columns minus that one (the sidecar reads them as null).
 SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("journey", pa.string()), ("version", pa.int32()),
     ("key", pa.string()), ("first", pa.int64()), ("last_left", pa.int64()),
-    ("value", pa.string())])
+    ("value", pa.string()), ("last_reached", pa.int64())])
 
 
 class Snapshotter:
