@@ -70,9 +70,11 @@ def show_funnel(settings: Settings, journey_id: str) -> None:
             s = funnel.get(stage, {})
             conv = s.get("conversion")
             rows.append([stage, s.get("entered", 0), v["live"]["in_stage"][stage],
-                         s.get("milestone", 0), s.get("exited", 0), s.get("goal", 0),
+                         s.get("milestone", 0), s.get("exited_stage", s.get("exited", 0)),
+                         s.get("exited_journey", 0), s.get("goal", 0),
                          "-" if conv is None else f"{conv:.0%}"])
-        _table(["stage", "entered", "in now", "milestone", "exited", "goal", "to next"], rows)
+        _table(["stage", "entered", "in now", "milestone", "stage exit", "journey exit", "goal",
+                "to next"], rows)
         print()
 
 

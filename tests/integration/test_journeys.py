@@ -90,7 +90,9 @@ def _model_funnel(states: dict, journey: str, version: int, order: list[str]) ->
             "entered": len(entered),
             "in_now": len(having(lambda k, v: k == f"stage:{stage}" and v["last_left"] is None)),
             "milestone": len(having(lambda k, v: k == f"milestone:{stage}")),
-            "exited": len(having(lambda k, v: k.startswith(f"exit:{stage}:"))),
+            "exited_stage": len(having(lambda k, v: k.startswith(f"exit:{stage}:"))),
+            "exited_journey": len(having(lambda k, v: k.startswith("exit:journey:")
+                                         and k.endswith(f"@{stage}"))),
             "to_next": len(entered & following), "goal": len(entered & goal)}
     return funnel
 
@@ -135,8 +137,9 @@ def test_journey_transitions_equal_the_reference_model(settings, workers, tmp_pa
     wait_for_snapshots(settings)
     order = ["welcome", "browsing", "cart", "loyal"]
     result = asyncio.run(follow(settings, once=True))
-    sidecar = {s["stage"]: {k: s[k] for k in ("entered", "in_now", "milestone", "exited",
-                                              "to_next", "goal")}
+    sidecar = {s["stage"]: {k: s[k] for k in ("entered", "in_now", "milestone",
+                                              "exited_stage", "exited_journey", "to_next",
+                                              "goal")}
                for stages in result["journeys"] for s in stages}
     expected = _model_funnel(model.states(), "onboarding", 1, order)
     assert sidecar == {s: c for s, c in expected.items() if c["entered"]}
