@@ -183,3 +183,17 @@ def test_agents_are_held_back_while_too_many_bytes_wait_for_the_producer(monkeyp
         return [v for *_, records, _ in kafka.batches for _, v in records]
 
     assert asyncio.run(scenario()) == [b"1234", b"1234567890"]
+
+
+def test_keys_go_to_the_partition_the_producers_partitioner_picks():
+    """The cached hash puts every key where aiokafka's (and Java's) default partitioner does."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from topology.machinery.sending import key_hash
+
+    partitions = list(range(8))
+    for i in range(500):
+        key = f"u{i:05d}".encode()
+        expected = DefaultPartitioner()(key, partitions, partitions)
+        assert key_hash(key) % 8 == expected
+        assert key_hash(key) % 8 == expected  # cached: the same answer

@@ -23,6 +23,7 @@ import asyncio
 from random import randrange
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 from aiokafka.partitioner import murmur2
@@ -34,6 +35,13 @@ from topology.machinery.faust_fixes import stop_worker
 # inputs their members held and batches grow large; 64 queued batches then cost the worker
 # 100-170 MB at its peak (bench.pipeline at a million profiles).
 MAX_PENDING_BYTES = 8 << 20
+
+
+@lru_cache(maxsize=1 << 16)
+def key_hash(key: bytes) -> int:
+    """Kafka's default partitioner's hash of a key (murmur2, positive). aiokafka's is pure
+    Python (7-8 µs a key); an event's outputs share its profile's key, so most are cached."""
+    return murmur2(key) & 0x7FFFFFFF
 
 
 @dataclass
@@ -121,8 +129,7 @@ class Sender:
                         n = partitions[name] = len(producer.client.cluster
                                                    .partitions_for_topic(name))
                     # The producer's own partitioner: murmur2 of the key, any without one
-                    partition = (randrange(n) if key is None
-                                 else (murmur2(key) & 0x7FFFFFFF) % n)
+                    partition = randrange(n) if key is None else key_hash(key) % n
                 by_tp.setdefault((name, partition), []).append((key, value))
         await asyncio.gather(*(self._send_partition(producer, tp, records, on_sent.get(tp[0]))
                                for tp, records in by_tp.items()))
