@@ -70,7 +70,12 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
     if committed is not None:
         profile["outbox"] = [e for e in profile["outbox"] if e["offset"] >= committed]
     if _already_applied(profile, record):
-        return profile, [r for e in profile["outbox"] for r in e["records"]]
+        # Sent again only when this very input is read again (a redelivery after a crash
+        # before the commit): what it made may not have reached the broker. The same input at
+        # another offset (forwarded twice) or a wake-up for a wait the profile has left makes
+        # nothing: what the first one made was flushed before its offset was committed.
+        return profile, [r for e in profile["outbox"] if e["offset"] == offset
+                         for r in e["records"]]
 
     sends: list[dict] = []
     kind = record["kind"]
