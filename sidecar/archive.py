@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -32,6 +33,7 @@ SCHEMA = pa.schema([
     ("v_bool", pa.bool_()), ("v_long", pa.int64()), ("v_double", pa.float64()),
     ("v_string", pa.string()), ("input_partition", pa.int32()), ("input_offset", pa.int64())])
 APPLIED_KINDS = ("event", "identify")  # the inputs whose event the profile agent records
+FILES = "p*/*.parquet"  # under the archive directory
 
 
 class EventArchive:
@@ -63,14 +65,21 @@ class EventArchive:
             self.refresh_view()
 
     def refresh_view(self) -> None:
-        if any(self.dir.glob("p*/*.parquet")):
-            source = f"read_parquet('{self.dir}/p*/*.parquet')"
+        if any(self.dir.glob(FILES)):
+            source = f"read_parquet('{self.dir}/{FILES}')"
         else:  # DuckDB refuses a glob that matches nothing: an empty relation instead
             types = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
                      pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
             source = "(SELECT " + ", ".join(f"NULL::{types[f.type]} AS {f.name}"
                                             for f in SCHEMA) + " WHERE false)"
         self.db.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source}")
+
+
+def events_dataset(directory: Path) -> ds.Dataset:
+    """The archive's files as an Arrow dataset: the `events` view for a connection that may not
+    read files itself (sidecar.sandbox)."""
+    return ds.dataset(sorted(str(p) for p in Path(directory).glob(FILES)), schema=SCHEMA,
+                      format="parquet")
 
 
 def input_rows(record: dict, partition: int, offset: int, event_codec: AvroCodec) -> list[tuple]:

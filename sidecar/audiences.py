@@ -7,6 +7,9 @@ Each run computes the new set and compares it with the previous run's as sets:
 and sends one `audience` input per change to the profile-inputs topic, keyed by profile id (the
 profile's own partition), so the profile agent applies it in order with the profile's events.
 
+The SELECT runs on a locked connection (`sidecar.sandbox`): it reads the sidecar's tables and
+nothing else, no file, no URL, no extension, whatever it says.
+
 Crash safety: the run's set is stored as pending (with its run number) before anything is sent,
 and becomes the audience's set only once every record is acknowledged by the broker. If runs
 were cut short since the last complete one, the next cannot know which of their records
@@ -25,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from cjo.clock import Clock
 from schemas.codec import AvroCodec
+from sidecar.sandbox import require_locked
 from state.definitions import Segment
 from state.sql import read_only_select_problem
 
@@ -76,8 +80,10 @@ def _select(db, sql: str):
 def compute(db, segment: Segment) -> AudienceRun:
     """Run the audience's SELECT and store its set as pending; return the changes to send."""
     sid = segment.id
-    if read_only_select_problem(segment.sql):
-        raise ValueError(f"audience {sid}: not one read-only SELECT")  # validated on apply
+    problem = read_only_select_problem(segment.sql)  # validated on apply: a second look
+    if problem:
+        raise ValueError(f"audience {sid}: {problem}")
+    require_locked(db)
     db.register("audience_result", _select(db, segment.sql))
     previous = db.execute("SELECT run, completed FROM audience_runs WHERE segment = ?",
                           [sid]).fetchone()
@@ -140,7 +146,8 @@ def records(run: AudienceRun, now: int):
 
 
 async def run_audiences(settings, db, segments: list[Segment]) -> list[AudienceRun]:
-    """Compute every batch audience and send its changes; returns what each run did."""
+    """Compute every batch audience on `db` (a `sidecar.sandbox` connection) and send its
+    changes; returns what each run did."""
     audiences = [s for s in segments if s.sql is not None]
     if not audiences:
         return []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,9 +19,13 @@ from schemas.codec import AvroCodec
 from sidecar.archive import EventArchive, archive_to_end
 from sidecar.audiences import AudienceError, run_audiences
 from sidecar.funnels import funnel, journeys, steps
+from sidecar.sandbox import DatabaseBusy, connect, open_database
 from sidecar.store import SparseStore
 
 log = logging.getLogger(__name__)
+# Seconds to wait for the database file when opening it again around the audiences' locked
+# connection (a `cjo sidecar query` may hold it for a moment in between).
+REOPEN_WAIT = 10.0
 
 
 def database_path(settings: Settings) -> Path:
@@ -51,11 +56,17 @@ def write_funnels(settings: Settings, store: SparseStore, stage_order: dict) -> 
     return result
 
 
-async def follow(settings: Settings, once: bool = False) -> dict:
+def _open(settings: Settings, wait: float = 0.0) -> tuple[SparseStore, EventArchive]:
+    """The trusted connection (folds, archive, funnels, the check) and the archive on it;
+    DatabaseBusy while another process holds the database file."""
     path = database_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store = SparseStore(str(path))
-    archive = EventArchive(store.db, archive_path(settings))
+    store = open_database(lambda: SparseStore(str(path)), path, wait)
+    return store, EventArchive(store.db, archive_path(settings))
+
+
+async def follow(settings: Settings, once: bool = False) -> dict:
+    database_path(settings).parent.mkdir(parents=True, exist_ok=True)
+    store, archive = _open(settings)
     codec = AvroCodec("snapshot_manifest", settings.topic("snapshots"))
     consumer = AIOKafkaConsumer(settings.topic("snapshots"),
                                 bootstrap_servers=settings.bootstrap_servers,
@@ -74,12 +85,12 @@ async def follow(settings: Settings, once: bool = False) -> dict:
         await archive_to_end(settings, archive)
         order = await _stage_order(settings)
         result = write_funnels(settings, store, order)
-        result["audiences"] = await _audiences(settings, store)
+        result["audiences"], store, archive = await _audiences(settings, store, archive)
         audiences_at = time.monotonic()
         while not once:
             if time.monotonic() - audiences_at >= settings.audience_interval:
                 await archive_to_end(settings, archive)
-                await _audiences(settings, store)
+                _, store, archive = await _audiences(settings, store, archive)
                 audiences_at = time.monotonic()
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
@@ -95,16 +106,30 @@ async def follow(settings: Settings, once: bool = False) -> dict:
         store.db.close()
 
 
-async def _audiences(settings: Settings, store: SparseStore) -> list[dict]:
-    """Run the batch audiences (SQL segments) and send their changes to the profiles."""
+async def _audiences(settings: Settings, store: SparseStore, archive: EventArchive
+                     ) -> tuple[list[dict], SparseStore, EventArchive]:
+    """Run the batch audiences (SQL segments) on a locked connection (sidecar.sandbox) and send
+    their changes to the profiles. DuckDB opens a file with one configuration per process, so
+    the trusted connection is closed meanwhile and opened again: returns what the runs did, and
+    the store and archive to go on with."""
+    segments = [s for s in (await _definitions(settings)).segments if s.sql is not None]
+    if not segments:
+        return [], store, archive
+    runs, failed = [], []
+    store.db.close()
     try:
-        runs, failed = await run_audiences(settings, store.db,
-                                           (await _definitions(settings)).segments), []
-    except AudienceError as exc:  # reported; the other audiences and the funnels go on
-        runs, failed = exc.done, exc.failed
+        db = connect(database_path(settings), archive_path(settings), wait=REOPEN_WAIT)
+        try:
+            runs = await run_audiences(settings, db, segments)
+        except AudienceError as exc:  # reported; the other audiences and the funnels go on
+            runs, failed = exc.done, exc.failed
+        finally:
+            db.close()
+    finally:
+        store, archive = _open(settings, REOPEN_WAIT)
     return [{"segment": r.segment, "run": r.run, "members": r.members,
              "entered": len(r.entered), "left": len(r.left)} for r in runs] + \
-        [{"segment": sid, "error": problem} for sid, problem in failed]
+        [{"segment": sid, "error": problem} for sid, problem in failed], store, archive
 
 
 async def _definitions(settings: Settings):
@@ -166,8 +191,7 @@ def check_report(settings: Settings, percent: float):
 
     asyncio.run(follow(settings, once=True))
     defs = asyncio.run(_definitions(settings))
-    store = SparseStore(str(database_path(settings)))
-    EventArchive(store.db, archive_path(settings))
+    store, _ = _open(settings)
     try:
         report = check(store.db, percent,
                        segments={s.id: s.condition for s in defs.segments if s.condition is not None})
@@ -178,7 +202,11 @@ def check_report(settings: Settings, percent: float):
 
 def run_check(settings: Settings, percent: float) -> int:
     """`cjo sidecar check`: exit 1 on a violation."""
-    report = check_report(settings, percent)
+    try:
+        report = check_report(settings, percent)
+    except DatabaseBusy as exc:
+        print(f"cjo sidecar check: {exc}", file=sys.stderr)
+        return 2
     print(f"checked {report.sampled_profiles} profiles ({percent:g}% Bernoulli sample); "
           f"segments recounted from the archive for {report.recounted_profiles}")
     for name, count in report.violations.items():
@@ -189,7 +217,11 @@ def run_check(settings: Settings, percent: float) -> int:
 
 
 def run(settings: Settings, once: bool) -> int:
-    result = asyncio.run(follow(settings, once))
+    try:
+        result = asyncio.run(follow(settings, once))
+    except DatabaseBusy as exc:
+        print(f"cjo sidecar run: {exc}", file=sys.stderr)
+        return 1
     print_audiences(result)
     print_funnels(result)
     print(f"results in {results_path(settings)}")

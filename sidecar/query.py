@@ -9,15 +9,22 @@
 Tables: `journey_state` (the sparse table), `snapshot_profiles`, `events` (the archive, long
 format: see state/sql.py), `audience_members`, `partition_offsets`, `archive_offsets`.
 The database is opened read-only; DuckDB lets one process write a database file, so while
-`cjo sidecar run` follows the topics, query the funnels file it writes or stop it first.
+`cjo sidecar run` follows the topics, query the funnels file it writes or stop it first. The
+connection is locked (sidecar.sandbox): the SQL reads those tables and nothing else, no file,
+no URL, no extension. What it prints has control and bidi characters escaped (`\x1b`,
+`\u202e`), so a value cannot drive the terminal or reorder what it shows.
 """
 from __future__ import annotations
+
+import sys
+import unicodedata
 
 import duckdb
 
 from cjo.settings import Settings
-from sidecar.follower import database_path
+from sidecar.follower import archive_path, database_path
 from sidecar.funnels import StageCounts, funnel, stage_sets, version_rows
+from sidecar.sandbox import DatabaseBusy, connect
 from state.sql import read_only_select_problem
 
 
@@ -32,8 +39,8 @@ class SidecarReader:
             raise SidecarUnavailable(f"no sidecar database at {path}: run `cjo sidecar run "
                                      "--once` first")
         try:
-            self.db = duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException as exc:
+            self.db = connect(path, archive_path(settings), read_only=True)
+        except (DatabaseBusy, duckdb.IOException) as exc:
             raise SidecarUnavailable(f"{path} is in use (is `cjo sidecar run` following?): "
                                      f"{str(exc).splitlines()[0]}") from None
 
@@ -62,12 +69,26 @@ class SidecarReader:
             return {r[0] for r in self.db.execute(stage_sets(stage, None)["in_now"]).fetchall()}
 
 
+# Unicode categories printed as escapes: control, format (bidi overrides, zero-width),
+# surrogate, private use, unassigned, line and paragraph separators.
+_ESCAPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` with every character of the _ESCAPED categories written as its escape."""
+    return "".join(ch if unicodedata.category(ch) not in _ESCAPED else
+                   f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else
+                   f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
+                   for ch in text)
+
+
 def print_rows(rows: list[dict], limit: int) -> None:
     if not rows:
         print("(no rows)")
         return
-    columns = list(rows[0])
-    shown = [[("NULL" if v is None else str(v)) for v in r.values()] for r in rows[:limit]]
+    columns = [printable(str(c)) for c in rows[0]]
+    shown = [[("NULL" if v is None else printable(str(v))) for v in r.values()]
+             for r in rows[:limit]]
     widths = [max(len(c), *(len(r[i]) for r in shown)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     print("  ".join("-" * w for w in widths))
@@ -82,7 +103,8 @@ def run_query(settings: Settings, text: str, limit: int) -> int:
         with SidecarReader(settings) as sidecar:
             rows = sidecar.sql(text)
     except (SidecarUnavailable, ValueError, duckdb.Error) as exc:
-        print(f"error: {exc}")
+        print(f"cjo sidecar query: {printable((str(exc).splitlines() or ['failed'])[0])}",
+              file=sys.stderr)
         return 2
     print_rows(rows, limit)
     return 0

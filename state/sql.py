@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass, field as dc_field
 from typing import Mapping
 
@@ -226,20 +227,94 @@ def event_rows(profile_id: str, seq: int, event: dict) -> list[tuple]:
         rows.append(base + (name,) + typed)
     return rows
 
+# What SQL the sidecar did not write (batch audiences, `cjo sidecar query`) may read: the
+# sidecar's own tables, the names its WITH clauses give, and table functions that make rows out
+# of nothing. DuckDB reads files, URLs and other databases through table functions (read_csv,
+# read_text, glob, query_table...) and through a file path in FROM ('/etc/passwd'): all refused.
+SIDECAR_TABLES = frozenset({"journey_state", "snapshot_profiles", "events", "audience_members",
+                            "partition_offsets", "archive_offsets", "loaded_files",
+                            "audience_runs", "audience_pending", "audience_uncertain"})
+ROW_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+# A DuckDB connection that runs such SQL: no file, no URL, no extension (none installed or
+# loaded on demand), and no statement can turn any of it back on. The sidecar's connection
+# setup and this check both use it; the lock is the guarantee, the check the clear message.
+LOCKED_DUCKDB = {"enable_external_access": False, "autoinstall_known_extensions": False,
+                 "autoload_known_extensions": False, "allow_community_extensions": False,
+                 "lock_configuration": True}
+_PARSERS = threading.local()
+
+
 def read_only_select_problem(text: str) -> str | None:
-    """Why `text` is not one read-only SELECT (None when it is), by DuckDB's own parser: a
-    batch audience may only read. The sidecar also runs it in a transaction it rolls back."""
+    """Why `text` is not one read-only SELECT of the sidecar's tables (None when it is), by
+    DuckDB's own parser: a batch audience may only read, and only what the sidecar holds."""
     import duckdb  # the SQL engine's parser, not a hand-written one
 
     try:
-        statements = duckdb.extract_statements(text)
+        kinds = [s.type for s in _parser().extract_statements(text)]
     except (duckdb.Error, TypeError, UnicodeError) as exc:  # TypeError: text that is not UTF-8
         return f"not valid SQL: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
-    if len(statements) != 1:
-        return f"expected one statement, got {len(statements)}"
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:
-        return f"only a SELECT is accepted, got {kind.name}"
+    except ValueError:  # a statement kind the Python API has no name for (UPDATE EXTENSIONS)
+        return "only a SELECT is accepted"
+    if len(kinds) != 1:
+        return f"expected one statement, got {len(kinds)}"
+    if kinds[0] != duckdb.StatementType.SELECT:
+        return f"only a SELECT is accepted, got {kinds[0].name}"
+    return _outside_reads(text)
+
+
+def _parser():
+    """This thread's locked in-memory DuckDB connection that parses (a new one takes ~30 ms)."""
+    import duckdb
+
+    if getattr(_PARSERS, "db", None) is None:
+        _PARSERS.db = duckdb.connect(config=dict(LOCKED_DUCKDB))
+    return _PARSERS.db
+
+
+def _outside_reads(text: str) -> str | None:
+    """The first table function or FROM name in the parsed SELECT (outermost first) that
+    reads something other than the sidecar's tables."""
+    import json
+    from collections import deque
+
+    import duckdb
+
+    try:
+        (tree,) = _parser().execute("SELECT json_serialize_sql(?)", [text]).fetchone()
+        tree = json.loads(tree)
+    except duckdb.Error as exc:
+        return f"cannot be checked: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+    except RecursionError:
+        return "nested too deeply to be checked"
+    if tree.get("error"):
+        return f"cannot be checked: {tree.get('error_message') or 'not a plain SELECT'}"
+    nodes, refs, named = deque([tree]), [], set()
+    while nodes:  # breadth first: the outermost reference is named first
+        node = nodes.popleft()
+        if isinstance(node, list):
+            nodes.extend(node)
+        elif isinstance(node, dict):
+            if node.get("type") in ("TABLE_FUNCTION", "BASE_TABLE"):
+                refs.append(node)
+            if isinstance(node.get("cte_map"), dict):
+                named.update(str(cte.get("key")).lower() for cte in node["cte_map"].get("map", ()))
+            nodes.extend(node.values())
+    for ref in refs:
+        if ref["type"] == "TABLE_FUNCTION":
+            name = str((ref.get("function") or {}).get("function_name", "?"))
+            if name.lower() not in ROW_FUNCTIONS:
+                return (f"{name}() reads outside the sidecar's tables (of the table "
+                        f"functions, only {', '.join(sorted(ROW_FUNCTIONS))} may be used)")
+            continue
+        parts = [ref.get(k) or "" for k in ("catalog_name", "schema_name", "table_name")]
+        name = ".".join(p for p in parts if p)
+        if not all(_IDENT.fullmatch(p) for p in parts if p):
+            return f"FROM {name!r} names a file or URL: only the sidecar's tables may be read"
+        table = parts[2].lower()
+        if parts[0] or parts[1].lower() not in ("", "main") or \
+                (table not in SIDECAR_TABLES and table not in named):
+            return (f"FROM {name} is not one of the sidecar's tables "
+                    f"({', '.join(sorted(SIDECAR_TABLES))})")
     return None
 
 # ---------------------------------------------------------------- compiler

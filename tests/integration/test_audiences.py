@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+import pytest
+
 from cjo.clock import Clock
+from state.definitions import DefinitionError
 from tests.integration.harness import outputs, send_events, table, wait_processed
 from tests.integration.test_journeys import START
 from topology.pipeline.definitions import apply_definitions
@@ -58,6 +61,10 @@ def test_a_sql_audience_makes_profiles_enter_a_journey_in_order_with_their_event
     clock.set(START + 3_600_000)
     monkeypatch.setenv("CJO_CLOCK_FILE", clock.path)  # the sidecar's runs are timed by it
     ensure_topics(settings)
+    # An audience that reads a file is refused when applied (and would read nothing anyway).
+    leak = "segments:\n  - id: leak\n    sql: SELECT content FROM read_text('/etc/passwd')\n"
+    with pytest.raises(DefinitionError, match=r"read_text\(\) reads outside"):
+        asyncio.run(apply_definitions(settings, leak))
     asyncio.run(apply_definitions(settings, DEFINITIONS))
     worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
 

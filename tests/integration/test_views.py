@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,16 @@ def _cli(settings, *args) -> str:
                           env={**os.environ, **settings.to_env()}, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _raw(settings, request: str) -> bytes:
+    """The whole answer of the worker to one request written by hand."""
+    with socket.create_connection(("127.0.0.1", settings.web_port), timeout=10) as conn:
+        conn.sendall(request.encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
 
 
 def _metric(text: str, name: str, **labels) -> float:
@@ -124,6 +135,16 @@ def test_each_view_answers_what_the_stream_made_to_whom_may_ask(settings, worker
     assert detail["definition"]["id"] == "onboarding"
     assert sum(s["profiles"] for s in detail["live"]["in_step"]) == sum(expected.values())
     assert call(settings, "/journeys/nope")[0] == 404
+    # The funnel page escapes what the URL said; a version that is no number is a 400; a header
+    # too long for aiohttp is a 400 that repeats nothing of the request (the token).
+    status, _, body = call(settings, "/journeys/%3Cimg%20src=x%20onerror=alert(1)%3E/funnel")
+    assert status == 404 and b"<img" not in body and b"&lt;img src=x onerror=alert(1)&gt;" in body
+    status, ctype, body = call(settings, "/journeys/onboarding/funnel?version=abc")
+    assert status == 400 and ctype.startswith("application/json")
+    assert "whole number" in json.loads(body)["error"]
+    answer = _raw(settings, f"GET /profiles/{MEMBER} HTTP/1.1\r\nHost: x\r\n"
+                            f"Authorization: Bearer {READ_TOKEN}{'x' * 9000}\r\n\r\n")
+    assert answer.split(b" ")[1] == b"400" and READ_TOKEN.encode() not in answer, answer
 
     # Metrics: no token needed; the figures are what was processed.
     status, ctype, scrape = call(settings, "/metrics", token="")

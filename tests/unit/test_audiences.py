@@ -6,9 +6,9 @@ order with the profile's events, behind merge barriers, and keeps the membership
 its other segments. Pure Python and an in-memory DuckDB: no Kafka."""
 import pickle
 
-import duckdb
 import pytest
 
+from sidecar import sandbox
 from sidecar.audiences import AudienceRun, complete, compute, prepare, records
 from state.definitions import (MAX_SQL, DefinitionError, Segment, from_records,
                                load_definitions, to_records)
@@ -257,7 +257,7 @@ BUYERS = Segment("buyers", None, sql=SQL)
 
 @pytest.fixture
 def db():
-    db = duckdb.connect()
+    db = sandbox.connect()  # the locked connection the sidecar runs audiences on
     db.execute("CREATE TABLE events (profile_id VARCHAR, name VARCHAR)")
     prepare(db)
     yield db

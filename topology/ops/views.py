@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import defaultdict
+from html import escape
 
 from faust.web import View
 
@@ -66,6 +68,21 @@ def _sidecar_journey(funnels: dict, jid: str, version: int, key: str = "journeys
         if rows and rows[0]["journey"] == jid and rows[0]["version"] == version:
             return rows
     return []
+
+
+def missing_page(text: str) -> str:
+    """The funnel page's 404: `text` says what was asked for (an id from the URL), escaped."""
+    return f"<!doctype html>\n<title>Not found</title>\n<h1>{escape(text)}</h1>\n"
+
+
+def requested_version(raw: str | None, latest: int) -> int:
+    """The version `?version=N` asks for (`latest` without one); ValueError unless N is a
+    whole number."""
+    if raw is None:
+        return latest
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise ValueError("version must be a whole number, as in ?version=2")
+    return int(raw)
 
 
 def _commit_state(app) -> dict:
@@ -199,10 +216,13 @@ def register(topology) -> None:
     async def funnel(view, request, journey_id):
         versions = definitions.current.journey_versions.get(journey_id)
         if not versions:
-            return view.html(f"<h1>No journey {journey_id!r}</h1>", status=404)
-        number = int(request.query.get("version", max(versions)))
+            return view.html(missing_page(f"No journey {journey_id!r}"), status=404)
+        try:
+            number = requested_version(request.query.get("version"), max(versions))
+        except ValueError as exc:
+            return view.json({"error": str(exc)}, status=400)
         if number not in versions:
-            return view.html(f"<h1>Journey {journey_id!r} has no version {number}</h1>",
+            return view.html(missing_page(f"Journey {journey_id!r} has no version {number}"),
                              status=404)
         live, funnels = await live_counts(request), _sidecar_funnels(settings)
         stage_ids = [s.id for s in versions[number].stages]

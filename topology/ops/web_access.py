@@ -3,12 +3,20 @@ the metrics needs a bearer token: a read token may GET, an admin token may also 
 is an aiohttp middleware in front of every route of the worker's web server, Faust's own
 included, so no view can be added without it. Request bodies over `max_body_bytes` are refused
 before they are read.
+
+A request aiohttp cannot parse (a header over its 8 KB line limit, too many headers, a
+malformed line) never reaches the middleware: aiohttp answers 400 itself, with the parser's
+message, which quotes the start of the offending line (a bearer token, for an oversized
+Authorization header), and logs the same. `web_options` makes that answer, and its log line,
+say the status and the kind of error only.
 """
 from __future__ import annotations
 
 import hmac
+from http import HTTPStatus
 
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes: no personal data
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -50,8 +58,27 @@ def access_middleware(settings):
     return check_access
 
 
+def _without_echo(handle_error):
+    """aiohttp's `RequestHandler.handle_error`, answering a 4xx without the parser's message
+    and logging the error's kind instead of its text."""
+    def handle(self, request, status=500, exc=None, message=None):
+        if 400 <= status < 500:
+            message = (f"{status} {HTTPStatus(status).phrase}: the request could not be read "
+                       "(a line or header too long, too many headers, or a malformed line)")
+            if exc is not None and not isinstance(exc, BadHttpMethod):  # that one: debug log
+                exc = BadHttpMessage(f"{type(exc).__name__} (the request is not repeated)")
+        return handle_error(self, request, status, exc, message)
+
+    handle.without_echo = True
+    return handle
+
+
 def web_options(settings) -> dict:
     """Faust's `web_application_options`: the access check, and aiohttp's own body limit for
-    bodies sent without a length."""
+    bodies sent without a length. Also makes aiohttp's answer to a request it cannot parse
+    repeat nothing of the request (no hook for it: its handler class is patched, once)."""
+    handler = web_protocol.RequestHandler
+    if not getattr(handler.handle_error, "without_echo", False):
+        handler.handle_error = _without_echo(handler.handle_error)
     return {"middlewares": [access_middleware(settings)],
             "client_max_size": settings.max_body_bytes}
