@@ -130,6 +130,7 @@ def register(topology) -> None:
                           "definitions_ready": definitions.ready.is_set(),
                           "definitions": definitions.versions,
                           "commits": _commit_state(app),
+                          "membership": app.membership.as_dict(),
                           "rocksdb_memory": topology.rocksdb_memory.usage(),
                           "native_memory": topology.native_memory.usage()})
 
