@@ -17,6 +17,7 @@ from pathlib import Path
 from cjo.clock import Clock
 from cjo.kafka_io import produce, read_all, wait_until_caught_up
 from cjo.processes import WorkerProcess
+from cjo.producer import EventProducer
 from cjo.settings import Settings
 from cjo.web_client import WebError, call, get_json
 from cjo.workload import Workload
@@ -121,11 +122,17 @@ def run_demo(base: Settings, events: int, users: int) -> int:
 
 
 def _produce(settings: Settings, log) -> None:
-    asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"), "event",
-                        [(k, e) for k, e in log if isinstance(e, dict)]))
+    asyncio.run(_send_events(settings, [e for _, e in log if isinstance(e, dict)]))
     raw = [(k, e) for k, e in log if isinstance(e, bytes)]
     if raw:
         asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"), None, raw))
+
+
+async def _send_events(settings: Settings, events: list[dict]) -> None:
+    """The workload's events through the producer API: each checked with the worker's rules,
+    keyed by its visitor id, else its user id, and sent in order."""
+    async with EventProducer.for_app(settings) as producer:
+        await asyncio.gather(*[await producer.send(event) for event in events])
 
 
 def _bad_records() -> list[tuple[bytes, bytes]]:

@@ -5,10 +5,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from cjo.producer import SCHEMA, EventProducer
 from schemas.codec import AvroCodec
+from schemas.internal import codec_for
 
 
 @dataclass(frozen=True)
@@ -20,25 +22,26 @@ class Read:
 
 
 async def produce(bootstrap: str, topic: str, schema: str | None, records) -> list[tuple[int, int]]:
-    """Send (key, record) pairs in order, Avro-encoded (or as raw bytes when `schema` is None);
-    returns the (partition, offset) each got."""
-    codec = AvroCodec(schema, topic) if schema else None
+    """Send (key, record) pairs in order, under the keys given and unchecked (tests send bad
+    events on purpose): events through the producer API's encoding (cjo/producer.py), other
+    records Avro-encoded with `schema`, or raw bytes when `schema` is None; returns the
+    (partition, offset) each got."""
+    codec = AvroCodec(schema, topic) if schema not in (None, SCHEMA) else None
     # One request in flight per partition keeps each key's records in the order sent.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
+    async with EventProducer(bootstrap, topic) as producer:
         positions: list[tuple[int, int]] = []
         batch = []
         for key, record in records:
-            value = codec.encode(record) if codec else record
-            batch.append(await producer.send(topic, value, key=key))
+            if schema == SCHEMA:
+                batch.append(await producer.send(record, key=key, check=False))
+            else:
+                value = codec.encode(record) if codec else record
+                batch.append(await producer.send_value(key, value))
             if len(batch) >= 1000:
                 positions += [(m.partition, m.offset) for m in await asyncio.gather(*batch)]
                 batch.clear()
         positions += [(m.partition, m.offset) for m in await asyncio.gather(*batch)]
         return positions
-    finally:
-        await producer.stop()
 
 
 async def wait_until_caught_up(bootstrap: str, group: str, topics: list[str],
@@ -99,7 +102,7 @@ async def read_to_end(consumer: AIOKafkaConsumer):
 async def read_all(bootstrap: str, topic: str, schema: str | None) -> list[Read]:
     """Every record of the topic, from the beginning to its current end (decoded unless
     `schema` is None)."""
-    codec = AvroCodec(schema, topic) if schema else None
+    codec = codec_for(schema, topic) if schema else None
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
