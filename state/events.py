@@ -29,12 +29,12 @@ MAX_TIME = 32_503_680_000_000
 # event is accepted up to about 25 hours ahead of the broker's clock. Events in the past are
 # accepted back to MIN_TIME: a late event counts, and is judged at its own time (README).
 MAX_AHEAD = 86_400_000
-# Every reason code check_size and check_event give (the dead-letter topic's reason_code;
-# the worker adds "undecodable" and "processing_error").
-REASON_CODES = ("empty", "oversized", "missing_key", "bad_key", "missing_event_id",
-                "id_too_long", "bad_name", "reserved_name", "missing_id", "bad_identify",
-                "wrong_key", "time_too_old", "time_in_future", "too_many_fields", "bad_field",
-                "value_too_long", "bad_value")
+# Every reason code check_size, check_framing and check_event give (the dead-letter topic's
+# reason_code; the worker adds "undecodable" and "processing_error").
+REASON_CODES = ("empty", "oversized", "confluent_wire_format", "missing_key", "bad_key",
+                "missing_event_id", "id_too_long", "bad_name", "reserved_name", "missing_id",
+                "bad_identify", "wrong_key", "time_too_old", "time_in_future",
+                "too_many_fields", "bad_field", "value_too_long", "bad_value")
 NAME = re.compile(r"(__)?[A-Za-z0-9][A-Za-z0-9_:-]{0,63}")  # used with fullmatch
 RESERVED = {"identify", "attribute", "__metadata", "__wakeup"}
 IDENTIFY = "identify"
@@ -53,6 +53,21 @@ def check_size(value: bytes | None, limit: int = MAX_EVENT_BYTES) -> Rejection |
     if len(value) > limit:
         return Rejection("oversized", f"{len(value)} bytes is over the limit of {limit} bytes")
     return None
+
+
+def check_framing(value: bytes) -> Rejection | None:
+    """Names the framing of a record the codec could not read when it is Confluent Schema
+    Registry's wire format (byte 0, a 4-byte big-endian schema id, the body): what most Kafka
+    shops send. A single-object record starts with C3 01, never with 0."""
+    if len(value) < 5 or value[0] != 0:
+        return None
+    schema_id = int.from_bytes(value[1:5], "big")
+    return Rejection(
+        "confluent_wire_format",
+        f"Confluent Schema Registry wire format (magic byte 0, schema id {schema_id}); this "
+        "topic takes Avro single-object encoding (C3 01, the writer schema's CRC-64-AVRO "
+        "fingerprint, the body) with the schemas in schemas/: see docs/producers.md",
+    )
 
 
 def check_event(key: bytes | None, event: dict, record_timestamp: int,

@@ -34,7 +34,7 @@ from schemas import by_fingerprint
 from schemas.codec import HEADER_SIZE, MAGIC, AvroCodec, CodecError
 from state.definitions import load_definitions
 from state.events import (IDENTIFY, MAX_FIELDS, MAX_ID, MAX_STRING, MIN_TIME, REASON_CODES,
-                          Rejection, canonical_id, check_event, check_size)
+                          Rejection, canonical_id, check_event, check_framing, check_size)
 from state.processing import step, waits
 from state.profile import Limits
 from tests.fuzz.strategies import ANY_CHAR, FUZZ
@@ -129,8 +129,11 @@ def through_the_worker(key: bytes | None, value: bytes | None, timestamp: int,
     rejection = checked(check_size(value, SETTINGS.max_event_bytes))
     if rejection is None:
         record, problem = decode(value)
-        rejection = (Rejection("undecodable", problem) if record is None else checked(
-            check_event(key, record, timestamp, max_ahead=LIMITS.max_clock_skew_ms)))
+        if record is None:
+            rejection = check_framing(value) or Rejection("undecodable", problem)
+        else:
+            rejection = checked(check_event(key, record, timestamp,
+                                            max_ahead=LIMITS.max_clock_skew_ms))
     if rejection is not None:
         dead_letter(key, value, timestamp, partition, offset, rejection)
         if currently_in_test_context():

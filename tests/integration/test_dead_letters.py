@@ -37,6 +37,8 @@ def test_every_kind_of_bad_input_is_dead_lettered(settings, workers):
         "undecodable/schema": (b"v-bad", other_schema),
         "undecodable/truncated": (b"v-bad", good_event[:-4]),
         "undecodable/trailing": (b"v-bad", good_event + b"\x00"),
+        # Confluent Schema Registry's framing (byte 0, schema id 7) around the same body.
+        "confluent_wire_format": (b"v-bad", b"\x00\x00\x00\x00\x07" + good_event[10:]),
         "missing_key": (None, codec.encode(event())),
         "bad_key": (b"\xff\xfe", codec.encode(event())),
         "missing_event_id": (b"v-bad", codec.encode(event(event_id=""))),
@@ -82,6 +84,9 @@ def test_every_kind_of_bad_input_is_dead_lettered(settings, workers):
     good_ids = {f"g{i}" for i in range(len(bad))} | {"g-last"}
     assert good_ids <= set(profiles)
     assert all(profiles[g]["counts"] == {"view": 1} for g in good_ids)
+
+    confluent = by_offset[positions[2 * expected.index("confluent_wire_format") + 1]]
+    assert "schema id 7" in confluent["reason"] and "docs/producers.md" in confluent["reason"]
 
     stats = get_json(settings, "/stats/")
     assert stats["dead_letters_total"] == len(bad)

@@ -4,7 +4,7 @@ event belongs to its member when it names one."""
 import pytest
 
 from state.events import (MAX_AHEAD, MAX_EVENT_BYTES, MAX_FIELDS, MAX_STRING, MIN_TIME,
-                          canonical_id, check_event, check_size)
+                          canonical_id, check_event, check_framing, check_size)
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the record's timestamp in these tests
 
@@ -39,6 +39,24 @@ def test_a_record_over_the_limit_is_oversized():
 def test_a_record_at_the_limit_passes_the_size_check():
     assert check_size(b"x" * MAX_EVENT_BYTES) is None
     assert check_size(b"x" * 10, limit=10) is None
+
+
+# ---------------------------------------------------------------- check_framing
+
+
+def test_confluent_framing_is_named_with_its_schema_id():
+    # Confluent Schema Registry's wire format: byte 0, schema id 4242 (big-endian), the body.
+    rejection = check_framing(b"\x00\x00\x00\x10\x92" + b"\x02v1")
+    assert rejection.code == "confluent_wire_format"
+    assert "Confluent Schema Registry wire format" in rejection.reason
+    assert "schema id 4242" in rejection.reason
+    assert "single-object encoding" in rejection.reason and "docs/producers.md" in rejection.reason
+
+
+def test_other_framings_are_left_to_the_codec():
+    assert check_framing(b"\xc3\x01" + b"\x00" * 12) is None  # single-object
+    assert check_framing(b'{"name": "view"}') is None  # JSON
+    assert check_framing(b"\x00\x00\x01") is None  # too short to hold a schema id
 
 
 # ---------------------------------------------------------------- valid events

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 from schemas.codec import CodecError
-from state.events import IDENTIFY, canonical_id, check_event, check_size
+from state.events import (IDENTIFY, Rejection, canonical_id, check_event, check_framing,
+                          check_size)
 from state.profile import Limits
 from topology.machinery.faust_fixes import InputOrder, fail_stop
 from topology.machinery.sending import Outgoing
@@ -69,9 +70,9 @@ def register(topology) -> None:
             try:
                 event = wire.decode_event(record.value)
             except CodecError as exc:
-                dead.add(outgoing, record, "undecodable", exc.problem)
-                return
-            rejected = check_event(record.key, event, record.timestamp, max_ahead=max_ahead)
+                rejected = check_framing(record.value) or Rejection("undecodable", exc.problem)
+            else:
+                rejected = check_event(record.key, event, record.timestamp, max_ahead=max_ahead)
         if rejected is not None:
             dead.add(outgoing, record, rejected.code, rejected.reason)
             return
