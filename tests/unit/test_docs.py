@@ -1,11 +1,12 @@
 """The documents tell the truth, and a test says so when they stop.
 
-README.md, docs/journeys.md and schemas/README.md are read as a new user reads them: every `cjo`
-command README shows runs (with `--help`, so nothing starts) and takes the flags it is shown with;
-every topic they name is in the topic catalogue (topology/pipeline/topics.py), every table row
-pairs a topic with its own schema, every file they name exists; README's configuration table is
-the set of `CJO_*` variables the code reads, with the defaults `Settings` has; its metric names are
-the worker's, its example requests reach a view, its `make` targets exist.
+README.md, docs/journeys.md, docs/producers.md and schemas/README.md are read as a new user
+reads them: every `cjo` command README shows runs (with `--help`, so nothing starts) and takes
+the flags it is shown with; every topic they name is in the topic catalogue
+(topology/pipeline/topics.py), every table row pairs a topic with its own schema, every file
+they name exists; README's configuration table is the set of `CJO_*` variables the code reads,
+with the defaults `Settings` has; its metric names are the worker's, its example requests reach
+a view, its `make` targets exist.
 
 Each check takes a document's text and returns its problems (empty: true), so each test of the
 real documents has a twin that feeds the check a doctored text and expects the problem found.
@@ -31,7 +32,7 @@ from schemas import current_schemas
 from topology.pipeline import topics
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("README.md", "docs/journeys.md", "schemas/README.md")
+DOCS = ("README.md", "docs/journeys.md", "docs/producers.md", "schemas/README.md")
 TOPIC_TABLES = ("README.md", "schemas/README.md")  # each names every topic of the catalogue
 CODE_DIRS = ("cjo", "deploy", "topology", "state", "sidecar", "schemas")
 
