@@ -1,5 +1,6 @@
 # Two commands for a user: `make demo` and `make test`. Both install what they need first:
-# a virtualenv with the project (pip, from pyproject.toml) and Apache Kafka's jars (Maven).
+# a virtualenv with the project (pip, from pyproject.toml, with pyspark for the sidecar's Spark
+# engine), Apache Kafka's jars and the Iceberg runtime jar (Maven).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,11 +10,12 @@ BIN := $(VENV)/bin
 $(BIN)/cjo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,spark]'
 	touch $@
 
 install: $(BIN)/cjo
 	$(BIN)/cjo broker install
+	$(BIN)/python -m deploy.iceberg
 
 demo: install
 	$(BIN)/cjo demo

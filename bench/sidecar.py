@@ -14,10 +14,15 @@ file naming 1% of its profiles, then measures with time.perf_counter:
 and prints the Parquet and DuckDB file sizes, the peak RSS of the process that ran the sidecar
 (each size runs in its own fresh process, so the figure is that size's alone) and the CPU count.
 
+With `--engine spark` the same steps run on Spark SQL over Iceberg (sidecar/spark.py: local[2],
+a Hadoop catalog in the run's directory; the driver's start is timed apart and the peak RSS is
+the driver JVM's), and `--engine both` prints the two side by side.
+
 Run from the repository root (prints figures; it is not a test):
 
     python -m bench.sidecar                          # 1,000,000 and 10,000,000 rows
     python -m bench.sidecar --rows 1000000 --dir /tmp/sidecar-bench   # keep the files there
+    python -m bench.sidecar --rows 1000000 --engine both              # DuckDB and Spark
 """
 from __future__ import annotations
 
@@ -289,30 +294,56 @@ def _db_bytes(db_path: Path) -> int:
     return db_path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
-def measure(db_path: str, full: dict, delta: dict) -> dict:
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _open_spark(db_path: str, out: dict):
+    """A Spark store over a Hadoop catalog next to the DuckDB file, the driver's start timed."""
+    from cjo.settings import Settings
+    from sidecar.spark import SparkOptions
+    from sidecar.store import SparseStore
+
+    started = time.perf_counter()
+    db = SparkOptions().connect(Settings(app_id="bench", data_dir=Path(db_path + ".spark")))
+    out["start_s"] = time.perf_counter() - started
+    conf = db.spark.sparkContext.getConf()
+    out["threads"] = conf.get("spark.master")
+    out["memory_limit"] = "driver " + conf.get("spark.driver.memory", "1g")
+    return SparseStore.on(db)
+
+
+def measure(db_path: str, full: dict, delta: dict, engine: str = "duckdb") -> dict:
     """Load, fold, funnel and check, timed; runs in its own process (imports the sidecar here so
     that the parent's memory and imports do not count)."""
     from sidecar.check import check
     from sidecar.funnels import funnel, journeys
     from sidecar.store import SparseStore
 
-    out = {}
+    out = {"engine": engine}
     started = time.perf_counter()
     hashlib.sha256(Path(full["path"]).read_bytes()).hexdigest()  # what load_manifest does first
     out["checksum_s"] = time.perf_counter() - started
 
-    store = SparseStore(db_path)
-    db = store.db
-    out["threads"], out["memory_limit"] = db.execute(
-        "SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
+    if engine == "spark":
+        store = _open_spark(db_path, out)
+        db = store.db
+    else:
+        store = SparseStore(db_path)
+        db = store.db
+        out["threads"], out["memory_limit"] = db.execute(
+            "SELECT current_setting('threads'), current_setting('memory_limit')").fetchone()
     started = time.perf_counter()
     store.load_manifest({"partition": 0, "offset": full["offset"], "files": [full]})
+    store.checkpoint()  # Spark: publishes the fold to readers
     out["load_s"] = time.perf_counter() - started
-    out["db_bytes_load"] = _db_bytes(Path(db_path))
+    out["db_bytes_load"] = (_dir_bytes(Path(db_path + ".spark")) if engine == "spark"
+                            else _db_bytes(Path(db_path)))
 
     # The agent's next manifest lists the full file and the delta; only the delta is folded.
     started = time.perf_counter()
     store.load_manifest({"partition": 0, "offset": delta["offset"], "files": [full, delta]})
+    store.checkpoint()
     out["delta_s"] = time.perf_counter() - started
     out["live_rows"] = db.execute("SELECT count(*) FROM journey_state").fetchone()[0]
 
@@ -332,18 +363,27 @@ def measure(db_path: str, full: dict, delta: dict) -> dict:
         out[f"check{percent:g}_profiles"] = report.sampled_profiles
         out[f"check{percent:g}_violations"] = sum(report.violations.values())
 
+    if engine == "spark":
+        out["db_bytes"] = _dir_bytes(Path(db_path + ".spark"))
+        # The driver JVM's peak (pyspark starts it as a child of this process).
+        from pyspark import SparkContext
+
+        out["peak_rss"] = peak_rss_mb(SparkContext._gateway.proc.pid) * 2**20
+        db.close()
+        return out
     db.close()
     out["db_bytes"] = _db_bytes(Path(db_path))
     out["peak_rss"] = peak_rss_mb() * 2**20
     return out
 
 
-def run_size(target: int, where: Path) -> dict:
+def run_size(target: int, where: Path, engines: tuple[str, ...] = ("duckdb",)) -> list[dict]:
     where.mkdir(parents=True, exist_ok=True)
     full_path, delta_path = where / f"{target}-full.parquet", where / f"{target}-delta.parquet"
     db_path = where / f"{target}.duckdb"
     for stale in (db_path, db_path.with_name(db_path.name + ".wal")):
         stale.unlink(missing_ok=True)  # a kept --dir: start from an empty database
+    shutil.rmtree(db_path.with_name(db_path.name + ".spark"), ignore_errors=True)
 
     print(f"\n{target:,} rows: generating in {where}", flush=True)
     # As many profiles as it takes to reach the target row count.
@@ -358,17 +398,20 @@ def run_size(target: int, where: Path) -> dict:
           f"{written['seconds']:.1f} s; delta: {changed['rows']:,} rows, "
           f"{changed['profiles']:,} profiles", flush=True)
 
-    # A fresh process per size, so that its peak RSS is the sidecar's at this size alone.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        result = pool.submit(measure, str(db_path), full, delta).result()
-    result.update(target=target, rows=written["rows"], profiles=written["profiles"],
-                  gen_s=written["seconds"], parquet_bytes=full_path.stat().st_size,
-                  delta_rows=changed["rows"], delta_profiles=changed["profiles"],
-                  delta_bytes=delta_path.stat().st_size)
-    print(f"  load {result['load_s']:.2f} s, delta {result['delta_s']:.2f} s, "
-          f"funnels {result['funnels_s']:.2f} s, check 10% {result['check10_s']:.2f} s",
-          flush=True)
-    return result
+    results = []
+    for engine in engines:
+        # A fresh process per size and engine, so that its peak RSS is the sidecar's alone.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            result = pool.submit(measure, str(db_path), full, delta, engine).result()
+        result.update(target=target, rows=written["rows"], profiles=written["profiles"],
+                      gen_s=written["seconds"], parquet_bytes=full_path.stat().st_size,
+                      delta_rows=changed["rows"], delta_profiles=changed["profiles"],
+                      delta_bytes=delta_path.stat().st_size)
+        print(f"  {engine}: load {result['load_s']:.2f} s, delta {result['delta_s']:.2f} s, "
+              f"funnels {result['funnels_s']:.2f} s, check 10% {result['check10_s']:.2f} s",
+              flush=True)
+        results.append(result)
+    return results
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -382,6 +425,8 @@ ROWS = [  # (label, how to render a result)
     ("profiles", lambda r: f"{r['profiles']:,}"),
     ("generate s", lambda r: f"{r['gen_s']:.1f}"),
     ("parquet MB (full / delta)", lambda r: f"{_mb(r['parquet_bytes'])} / {_mb(r['delta_bytes'])}"),
+    ("engine (Spark: driver start s)",
+     lambda r: r["engine"] + (f" ({r['start_s']:.1f})" if "start_s" in r else "")),
     ("(a) load+fold s", lambda r: f"{r['load_s']:.2f}"),
     ("    of which sha256 s", lambda r: f"{r['checksum_s']:.2f}"),
     ("    rows/s", lambda r: f"{r['rows'] / r['load_s']:,.0f}"),
@@ -395,15 +440,15 @@ ROWS = [  # (label, how to render a result)
      lambda r: f"{r['check100_s']:.2f} ({r['check100_profiles']:,})"),
     ("    violations (10% / 100%)",
      lambda r: f"{r['check10_violations']} / {r['check100_violations']}"),
-    ("duckdb MB (after load / end)", lambda r: f"{_mb(r['db_bytes_load'])} / {_mb(r['db_bytes'])}"),
+    ("db MB (after load / end)", lambda r: f"{_mb(r['db_bytes_load'])} / {_mb(r['db_bytes'])}"),
     ("peak RSS MB (sidecar process)", lambda r: _mb(r["peak_rss"])),
 ]
 
 
 def print_table(results: list[dict]) -> None:
-    first = results[0]
-    print(f"\ncpu count {os.cpu_count()}; DuckDB threads {first['threads']}, "
-          f"memory limit {first['memory_limit']}")
+    for engine, first in {r["engine"]: r for r in reversed(results)}.items():
+        print(f"\ncpu count {os.cpu_count()}; {engine}: threads {first['threads']}, "
+              f"memory limit {first['memory_limit']}")
     width = max(len(label) for label, _ in ROWS) + 2
     cells = [[render(r) for r in results] for _, render in ROWS]
     col = max(len(c) for row in cells for c in row) + 2
@@ -423,12 +468,15 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000],
                         help="rows of the full snapshot file, one run per size")
+    parser.add_argument("--engine", choices=["duckdb", "spark", "both"], default="duckdb",
+                        help="the sidecar's engine (both: DuckDB, then Spark, side by side)")
     parser.add_argument("--dir", type=Path,
                         help="keep the files here (default: a temporary directory, removed)")
     args = parser.parse_args(argv)
     where = args.dir or Path(tempfile.mkdtemp(prefix="cjo-bench-sidecar-"))
     try:
-        results = [run_size(n, where) for n in args.rows]
+        engines = ("duckdb", "spark") if args.engine == "both" else (args.engine,)
+        results = [r for n in args.rows for r in run_size(n, where, engines)]
     finally:
         if args.dir is None:
             shutil.rmtree(where, ignore_errors=True)

@@ -5,7 +5,7 @@
     cjo worker [FAUST WORKER OPTIONS]      a Faust worker of the topology
     cjo validate FILE                      check segment and delivery definitions
     cjo apply FILE                         validate and publish them to running workers
-    cjo sidecar run [--once]               load snapshots into DuckDB, print journey funnels
+    cjo sidecar run [--once] [--engine E]  load snapshots into DuckDB or Spark, print funnels
     cjo sidecar check [--percent P]        sampled consistency check; exit 1 on a violation
     cjo sidecar query SQL [--limit N]      one read-only SELECT over the sidecar's tables
     cjo profile ID                         a profile, as GET /profiles/ID shows it
@@ -116,16 +116,29 @@ def _apply(args, settings: Settings) -> int:
 def _sidecar(args, settings: Settings) -> int:
     from sidecar.follower import run, run_check
 
+    spark = None
+    if args.engine == "spark":
+        from sidecar.spark import SparkOptions
+
+        conf = {}
+        for item in args.spark_conf:
+            key, sep, value = item.partition("=")
+            if not sep or not key.startswith("spark."):
+                print(f"cjo sidecar: --spark-conf {item!r}: expected spark.KEY=VALUE",
+                      file=sys.stderr)
+                return 2
+            conf[key] = value
+        spark = SparkOptions(args.master, conf)
     if args.action == "check":
-        return run_check(settings, args.percent)
+        return run_check(settings, args.percent, spark)
     if args.action == "query":
         from sidecar.query import run_query
 
         if not args.sql:
             print("cjo sidecar query: give the SELECT to run", file=sys.stderr)
             return 2
-        return run_query(settings, args.sql, args.limit)
-    return run(settings, once=args.once)
+        return run_query(settings, args.sql, args.limit, spark)
+    return run(settings, once=args.once, spark=spark)
 
 
 def _ops(args, settings: Settings) -> int:
@@ -169,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--limit", type=int, default=50, help="query: rows to print")
     sc.add_argument("--once", action="store_true", help="run: load what is there, print, stop")
     sc.add_argument("--percent", type=float, default=50.0, help="check: sample size")
+    sc.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                    help="DuckDB embedded (default), or Spark SQL over Iceberg tables")
+    sc.add_argument("--master", help="spark: the Spark master (default local[2])")
+    sc.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="spark: a Spark property, e.g. the Iceberg catalog "
+                         "(spark.sql.catalog.cjo.type=rest); repeatable")
     sub.add_parser("profile", help="show a profile (asks a worker)").add_argument("id")
     sub.add_parser("journeys", help="journeys with live and sidecar counts (asks a worker)")
     sub.add_parser("funnel", help="one journey's funnel (asks a worker)").add_argument("id")

@@ -37,11 +37,14 @@ FILES = "p*/*.parquet"  # under the archive directory
 
 
 class EventArchive:
+    OFFSETS = {"partition": "int", "offset": "bigint"}
+
     def __init__(self, db, directory: Path) -> None:
-        self.db = db
+        from sidecar.engines import engine_of
+
+        self.db, self.engine = db, engine_of(db)
         self.dir = Path(directory)
-        self.db.execute("CREATE TABLE IF NOT EXISTS archive_offsets "
-                        "(\"partition\" INTEGER PRIMARY KEY, \"offset\" BIGINT)")
+        self.db.execute(self.engine.create_table("archive_offsets", self.OFFSETS, "partition"))
         self.refresh_view()
 
     def offsets(self) -> dict[int, int]:
@@ -59,12 +62,16 @@ class EventArchive:
             tmp = path.with_suffix(".tmp")
             pq.write_table(pa.table(columns, schema=SCHEMA), tmp)
             tmp.rename(path)
-        self.db.execute("INSERT OR REPLACE INTO archive_offsets VALUES (?, ?)",
+        self.db.execute(self.engine.upsert("archive_offsets", self.OFFSETS, "partition"),
                         [partition, next_offset])
         if rows:
             self.refresh_view()
 
     def refresh_view(self) -> None:
+        if self.engine.name == "spark":  # a view of this session over the files, read by Spark
+            self.db.register_parquet("events", sorted(str(p) for p in self.dir.glob(FILES)),
+                                     SCHEMA)
+            return
         if any(self.dir.glob(FILES)):
             source = f"read_parquet('{self.dir}/{FILES}')"
         else:  # DuckDB refuses a glob that matches nothing: an empty relation instead

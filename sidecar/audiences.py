@@ -8,7 +8,9 @@ and sends one `audience` input per change to the profile-inputs topic, keyed by 
 profile's own partition), so the profile agent applies it in order with the profile's events.
 
 The SELECT runs on a locked connection (`sidecar.sandbox`): it reads the sidecar's tables and
-nothing else, no file, no URL, no extension, whatever it says.
+nothing else, no file, no URL, no extension, whatever it says. On Spark it is checked by
+DuckDB's parser and by Spark's (`sidecar.spark.select_problem`) and runs on the sidecar's
+session, which reads no file through SQL (docs/sidecar.md says what is enforced there).
 
 Crash safety: the run's set is stored as pending (with its run number) before anything is sent,
 and becomes the audience's set only once every record is acknowledged by the broker. If runs
@@ -16,7 +18,10 @@ were cut short since the last complete one, the next cannot know which of their 
 arrived: it says `entered` to every member of the new set, and `left` to everyone of the last
 complete set or of any broken run's set who is not in the new one. The profile agent applies a
 membership it already has as no change, and a run number not newer than the last it applied
-not at all, so what is sent twice changes nothing.
+not at all, so what is sent twice changes nothing. On Spark, where each statement is its own
+commit, the statements of `compute` and `complete` are in an order that leaves, after a crash
+between any two, a state from which the next run sends at least what it must (a run marked
+incomplete, or the uncertain set still holding what may have been sent).
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ import duckdb
 from aiokafka import AIOKafkaProducer
 
 from cjo.clock import Clock
-from schemas.codec import AvroCodec
+from schemas.internal import ProfileInputCodec
+from sidecar.engines import engine_of, run as run_sql
 from sidecar.sandbox import require_locked
 from state.definitions import Segment
 from state.sql import read_only_select_problem
@@ -52,52 +58,85 @@ class AudienceRun:
     left: list[str]
 
 
+SET = {"segment": "string", "profile_id": "string"}
+RUNS = {"segment": "string", "run": "bigint", "completed": "boolean", "completed_at": "bigint"}
+
+
 def prepare(db) -> None:
-    db.execute("CREATE TABLE IF NOT EXISTS audience_members (segment VARCHAR, "
-               "profile_id VARCHAR)")
-    db.execute("CREATE TABLE IF NOT EXISTS audience_pending (segment VARCHAR, "
-               "profile_id VARCHAR)")
+    e = engine_of(db)
+    db.execute(e.create_table("audience_members", SET))
+    db.execute(e.create_table("audience_pending", SET))
     # Everyone a run since the last complete one may have told `entered`.
-    db.execute("CREATE TABLE IF NOT EXISTS audience_uncertain (segment VARCHAR, "
-               "profile_id VARCHAR)")
-    db.execute("CREATE TABLE IF NOT EXISTS audience_runs (segment VARCHAR PRIMARY KEY, "
-               "run BIGINT, completed BOOLEAN, completed_at BIGINT)")
+    db.execute(e.create_table("audience_uncertain", SET))
+    db.execute(e.create_table("audience_runs", RUNS, key="segment"))
 
 
-def _select(db, sql: str):
-    """The audience's rows, from its SELECT run as written (not pasted into other SQL, so its
-    comments and semicolons mean what they meant) in a transaction that is rolled back."""
+def _select(db, sql: str) -> None:
+    """The audience's rows as the view `audience_result`, from its SELECT run as written (not
+    pasted into other SQL, so its comments and semicolons mean what they meant); on DuckDB in
+    a transaction that is rolled back."""
+    if engine_of(db).name == "spark":
+        result = db.sql(sql)
+        if "profile_id" not in result.columns:
+            raise ValueError("an audience's SELECT must return a profile_id column")
+        result.df.createOrReplaceTempView("audience_result")
+        return
     db.execute("BEGIN TRANSACTION")
     try:
         result = db.sql(sql)
         if "profile_id" not in result.columns:
             raise ValueError("an audience's SELECT must return a profile_id column")
-        return result.to_arrow_table()
+        rows = result.to_arrow_table()
     finally:
         db.execute("ROLLBACK")
+    db.register("audience_result", rows)
+
+
+def _unselect(db) -> None:
+    if engine_of(db).name == "spark":
+        db.execute("DROP VIEW IF EXISTS audience_result")
+    else:
+        db.unregister("audience_result")
+
+
+def select_problem(db, sql: str) -> str | None:
+    """Why `sql` may not run as an audience on this connection's engine (None: it may)."""
+    problem = read_only_select_problem(sql)
+    if problem is None and engine_of(db).name == "spark":
+        from sidecar.spark import select_problem as spark_problem
+
+        problem = spark_problem(db, sql)
+    return problem
+
+
+def spark_errors() -> tuple[type, ...]:
+    from sidecar.spark import error_types
+
+    return error_types()
 
 
 def compute(db, segment: Segment) -> AudienceRun:
     """Run the audience's SELECT and store its set as pending; return the changes to send."""
     sid = segment.id
-    problem = read_only_select_problem(segment.sql)  # validated on apply: a second look
+    problem = select_problem(db, segment.sql)  # validated on apply: a second look
     if problem:
         raise ValueError(f"audience {sid}: {problem}")
     require_locked(db)
-    db.register("audience_result", _select(db, segment.sql))
+    e = engine_of(db)
+    _select(db, segment.sql)
     previous = db.execute("SELECT run, completed FROM audience_runs WHERE segment = ?",
                           [sid]).fetchone()
-    run = previous[0] + 1 if previous else 1
+    number = previous[0] + 1 if previous else 1
     broken = previous is not None and not previous[1]
     sure = ("SELECT profile_id FROM audience_members WHERE false AND segment = $sid" if broken else
             "SELECT profile_id FROM audience_members WHERE segment = $sid")
     maybe = ("SELECT profile_id FROM audience_members WHERE segment = $sid UNION "
              "SELECT profile_id FROM audience_uncertain WHERE segment = $sid")
-    db.execute("BEGIN TRANSACTION")
+    run_sql(db, e.begin())
     try:
-        db.execute("CREATE OR REPLACE TEMP TABLE audience_new AS SELECT DISTINCT "
-                   "CAST(profile_id AS VARCHAR) AS profile_id FROM audience_result "
-                   "WHERE profile_id IS NOT NULL")
+        run_sql(db, e.temp_table("audience_new", "SELECT DISTINCT CAST(profile_id AS STRING) AS "
+                                             "profile_id FROM audience_result "
+                                             "WHERE profile_id IS NOT NULL"))
         entered = [r[0] for r in db.execute(
             f"SELECT profile_id FROM audience_new EXCEPT ({sure}) ORDER BY 1",
             {"sid": sid}).fetchall()]
@@ -109,21 +148,21 @@ def compute(db, segment: Segment) -> AudienceRun:
         db.execute("INSERT INTO audience_pending SELECT ?, profile_id FROM audience_new", [sid])
         db.execute("INSERT INTO audience_uncertain SELECT ?, profile_id FROM audience_new "
                    "EXCEPT SELECT segment, profile_id FROM audience_uncertain", [sid])
-        db.execute("INSERT OR REPLACE INTO audience_runs VALUES (?, ?, false, NULL)",
-                   [sid, run])
-        db.execute("DROP TABLE audience_new")
-        db.execute("COMMIT")
+        db.execute(e.upsert("audience_runs", RUNS, "segment"), [sid, number, False, None])
+        run_sql(db, e.drop_temp("audience_new"))
+        run_sql(db, e.commit())
     except Exception:
-        db.execute("ROLLBACK")
+        run_sql(db, e.rollback())
         raise
     finally:
-        db.unregister("audience_result")
-    return AudienceRun(sid, run, members, entered, left)
+        _unselect(db)
+    return AudienceRun(sid, number, members, entered, left)
 
 
 def complete(db, run: AudienceRun, at: int) -> None:
     """Every change of the run is acknowledged: its set becomes the audience's."""
-    db.execute("BEGIN TRANSACTION")
+    e = engine_of(db)
+    run_sql(db, e.begin())
     db.execute("DELETE FROM audience_members WHERE segment = ?", [run.segment])
     db.execute("INSERT INTO audience_members SELECT segment, profile_id FROM audience_pending "
                "WHERE segment = ?", [run.segment])
@@ -131,7 +170,7 @@ def complete(db, run: AudienceRun, at: int) -> None:
     db.execute("DELETE FROM audience_uncertain WHERE segment = ?", [run.segment])
     db.execute("UPDATE audience_runs SET completed = true, completed_at = ? WHERE segment = ?",
                [at, run.segment])
-    db.execute("COMMIT")
+    run_sql(db, e.commit())
 
 
 def records(run: AudienceRun, now: int):
@@ -153,7 +192,7 @@ async def run_audiences(settings, db, segments: list[Segment]) -> list[AudienceR
         return []
     prepare(db)
     topic = settings.topic("profile-inputs")
-    codec = AvroCodec("profile_input", topic)
+    codec = ProfileInputCodec(topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 enable_idempotence=True)
     await producer.start()
@@ -163,7 +202,7 @@ async def run_audiences(settings, db, segments: list[Segment]) -> list[AudienceR
             now = Clock().now_ms()
             try:
                 run = compute(db, segment)
-            except (duckdb.Error, ValueError) as exc:  # the audience's SQL, not the sidecar
+            except (duckdb.Error, ValueError, *spark_errors()) as exc:  # the audience's SQL
                 log.error("audience %s not computed: %s", segment.id, exc)
                 failed.append((segment.id, str(exc)))
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from typing import Mapping
 
-from sidecar.engines import ENGINES
+from sidecar.engines import engine_of, run
 from sidecar.store import LIVE
 from state.conditions import Condition
 from state.sql import compile_segment, last_applied_profiles
@@ -73,21 +73,22 @@ class CheckReport:
         return not any(self.violations.values())
 
 
-def check(db, percent: float = 50.0, engine: str = "duckdb", seed: int | None = None,
+def check(db, percent: float = 50.0, seed: int | None = None,
           segments: Mapping[str, Condition] | None = None) -> CheckReport:
     """Check a sample of `percent` % of the profiles; with `segments` (id → condition of the
     segments the stream judges), also recount their memberships from the archive."""
     if not 0 < percent <= 100:
         raise ValueError(f"percent must be in (0, 100], got {percent}")
-    sample = ENGINES[engine].sample(percent)  # the one engine-specific clause
-    # Sample profiles, not rows: every row of a sampled profile is checked.
-    db.execute(f"CREATE OR REPLACE TEMP TABLE check_profiles AS SELECT profile_id FROM "
-               f"(SELECT profile_id FROM {LIVE} UNION "
-               f"SELECT profile_id FROM snapshot_profiles) {sample}"
-               + (f" REPEATABLE ({int(seed)})" if seed is not None else ""))
+    e = engine_of(db)
+    # Sample profiles, not rows: every row of a sampled profile is checked. All of them at
+    # 100% (no sampling clause: Spark's sampler is not asked to keep every row).
+    sample = e.sample(percent, seed) if percent < 100 else ""
+    run(db, e.temp_table("check_profiles", f"SELECT profile_id FROM (SELECT profile_id FROM "
+                                           f"{LIVE} UNION SELECT profile_id FROM "
+                                           f"snapshot_profiles) {sample}"))
     report = CheckReport(percent, db.execute("SELECT count(*) FROM check_profiles").fetchone()[0])
-    db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT * FROM {LIVE} "
-               f"WHERE profile_id IN (SELECT profile_id FROM check_profiles)")
+    run(db, e.temp_table(ROWS, f"SELECT * FROM {LIVE} "
+                               f"WHERE profile_id IN (SELECT profile_id FROM check_profiles)"))
     for name, sql in INVARIANTS.items():
         rows = db.execute(f"SELECT DISTINCT profile_id FROM ({sql}) ORDER BY 1").fetchall()
         report.violations[name] = len(rows)
@@ -98,27 +99,31 @@ def check(db, percent: float = 50.0, engine: str = "duckdb", seed: int | None = 
 
 
 def _recount_segments(db, segments: Mapping[str, Condition], report: CheckReport) -> None:
+    e = engine_of(db)
     # The archived events of the unmerged sampled profiles, up to each snapshot's offset.
-    db.execute("""CREATE OR REPLACE TEMP TABLE check_events AS SELECT e.* FROM events e
+    run(db, e.temp_table("check_events", """SELECT e.* FROM events e
         JOIN partition_offsets o ON e.input_partition = o."partition"
         WHERE e.input_offset < o."offset" AND e.profile_id IN (
             SELECT profile_id FROM check_profiles EXCEPT
-            SELECT profile_id FROM snapshot_profiles WHERE merged)""")
-    db.execute(f"""CREATE OR REPLACE TEMP VIEW check_memberships AS SELECT profile_id,
+            SELECT profile_id FROM snapshot_profiles WHERE merged)"""))
+    db.execute(f"""CREATE OR REPLACE TEMPORARY VIEW check_memberships AS SELECT profile_id,
         substr(key, 9) AS segment FROM {ROWS} WHERE key LIKE 'segment:%'""")
-    db.execute("CREATE OR REPLACE TEMP TABLE check_recounted AS "
-               "SELECT DISTINCT profile_id FROM check_events")
+    run(db, e.temp_table("check_recounted", "SELECT DISTINCT profile_id FROM check_events"))
     report.recounted_profiles = db.execute(
         "SELECT count(*) FROM check_recounted").fetchone()[0]
-    wrong: list[tuple[str, str]] = []
+    # One statement for every segment (on Spark a statement is a job: one, not one a segment).
+    parts = []
     for sid, condition in sorted(segments.items()):
         recount = compile_segment(condition, events_table="check_events", segments=segments,
-                                  memberships="check_memberships",
-                                  profiles_sql=last_applied_profiles("check_events"))
-        stream = (f"SELECT profile_id FROM {ROWS} WHERE key = 'segment:' || $sid "
+                                  memberships="check_memberships", dialect=e.dialect,
+                                  profiles_sql=last_applied_profiles("check_events", e.dialect))
+        stream = (f"SELECT profile_id FROM {ROWS} WHERE key = "
+                  f"{e.dialect.string('segment:' + sid)} "
                   f"AND profile_id IN (SELECT profile_id FROM check_recounted)")
-        rows = db.execute(f"(({stream}) EXCEPT ({recount})) UNION "
-                          f"(({recount}) EXCEPT ({stream})) ORDER BY 1", {"sid": sid}).fetchall()
-        wrong += [(r[0], sid) for r in rows]
+        parts.append(f"SELECT {e.dialect.string(sid)} AS segment, profile_id FROM ("
+                     f"(({stream}) EXCEPT ({recount})) UNION "
+                     f"(({recount}) EXCEPT ({stream}))) d{len(parts)}")
+    wrong = [(pid, sid) for sid, pid in db.execute(
+        " UNION ALL ".join(parts) + " ORDER BY segment, profile_id").fetchall()]
     report.violations["segment_membership"] = len({pid for pid, _ in wrong})
     report.examples["segment_membership"] = [f"{pid} ({sid})" for pid, sid in wrong[:5]]

@@ -1,6 +1,7 @@
-"""`cjo sidecar run`: follow the snapshots topic, fold every new snapshot file into DuckDB, archive
-the events the profiles applied (up to at least the snapshots' offsets), and write the journeys'
-funnels (stage sets counted) for the ops views and the terminal."""
+"""`cjo sidecar run`: follow the snapshots topic, fold every new snapshot file into DuckDB (or, with
+`--engine spark`, into Iceberg tables through Spark SQL), archive the events the profiles applied
+(up to at least the snapshots' offsets), and write the journeys' funnels (stage sets counted) for
+the ops views and the terminal."""
 from __future__ import annotations
 
 import asyncio
@@ -56,17 +57,22 @@ def write_funnels(settings: Settings, store: SparseStore, stage_order: dict) -> 
     return result
 
 
-def _open(settings: Settings, wait: float = 0.0) -> tuple[SparseStore, EventArchive]:
+def _open(settings: Settings, wait: float = 0.0, spark=None
+          ) -> tuple[SparseStore, EventArchive]:
     """The trusted connection (folds, archive, funnels, the check) and the archive on it;
-    DatabaseBusy while another process holds the database file."""
-    path = database_path(settings)
-    store = open_database(lambda: SparseStore(str(path)), path, wait)
+    DatabaseBusy while another process holds the database file. With `spark` (a
+    sidecar.spark.SparkOptions), a Spark session over the app's Iceberg tables instead."""
+    if spark is not None:
+        store = SparseStore.on(spark.connect(settings))
+    else:
+        path = database_path(settings)
+        store = open_database(lambda: SparseStore(str(path)), path, wait)
     return store, EventArchive(store.db, archive_path(settings))
 
 
-async def follow(settings: Settings, once: bool = False) -> dict:
+async def follow(settings: Settings, once: bool = False, spark=None) -> dict:
     database_path(settings).parent.mkdir(parents=True, exist_ok=True)
-    store, archive = _open(settings)
+    store, archive = _open(settings, spark=spark)
     codec = AvroCodec("snapshot_manifest", settings.topic("snapshots"))
     consumer = AIOKafkaConsumer(settings.topic("snapshots"),
                                 bootstrap_servers=settings.bootstrap_servers,
@@ -116,6 +122,12 @@ async def _audiences(settings: Settings, store: SparseStore, archive: EventArchi
     if not segments:
         return [], store, archive
     runs, failed = [], []
+    if store.engine.name == "spark":  # one session; what the SQL may read is checked per run
+        try:
+            runs = await run_audiences(settings, store.db, segments)
+        except AudienceError as exc:
+            runs, failed = exc.done, exc.failed
+        return _audience_rows(runs, failed), store, archive
     store.db.close()
     try:
         db = connect(database_path(settings), archive_path(settings), wait=REOPEN_WAIT)
@@ -127,9 +139,13 @@ async def _audiences(settings: Settings, store: SparseStore, archive: EventArchi
             db.close()
     finally:
         store, archive = _open(settings, REOPEN_WAIT)
+    return _audience_rows(runs, failed), store, archive
+
+
+def _audience_rows(runs, failed) -> list[dict]:
     return [{"segment": r.segment, "run": r.run, "members": r.members,
              "entered": len(r.entered), "left": len(r.left)} for r in runs] + \
-        [{"segment": sid, "error": problem} for sid, problem in failed], store, archive
+        [{"segment": sid, "error": problem} for sid, problem in failed]
 
 
 async def _definitions(settings: Settings):
@@ -185,13 +201,13 @@ def print_funnels(result: dict) -> None:
                                            for c in in_steps))
 
 
-def check_report(settings: Settings, percent: float):
+def check_report(settings: Settings, percent: float, spark=None):
     """Load what is on the snapshots topic, archive the events, check a sample."""
     from sidecar.check import check
 
-    asyncio.run(follow(settings, once=True))
+    asyncio.run(follow(settings, once=True, spark=spark))
     defs = asyncio.run(_definitions(settings))
-    store, _ = _open(settings)
+    store, _ = _open(settings, spark=spark)
     try:
         report = check(store.db, percent,
                        segments={s.id: s.condition for s in defs.segments if s.condition is not None})
@@ -200,11 +216,13 @@ def check_report(settings: Settings, percent: float):
     return report
 
 
-def run_check(settings: Settings, percent: float) -> int:
+def run_check(settings: Settings, percent: float, spark=None) -> int:
     """`cjo sidecar check`: exit 1 on a violation."""
+    from sidecar.spark import SparkUnavailable
+
     try:
-        report = check_report(settings, percent)
-    except DatabaseBusy as exc:
+        report = check_report(settings, percent, spark)
+    except (DatabaseBusy, SparkUnavailable) as exc:
         print(f"cjo sidecar check: {exc}", file=sys.stderr)
         return 2
     print(f"checked {report.sampled_profiles} profiles ({percent:g}% Bernoulli sample); "
@@ -216,10 +234,12 @@ def run_check(settings: Settings, percent: float) -> int:
     return 0 if report.ok else 1
 
 
-def run(settings: Settings, once: bool) -> int:
+def run(settings: Settings, once: bool, spark=None) -> int:
+    from sidecar.spark import SparkUnavailable
+
     try:
-        result = asyncio.run(follow(settings, once))
-    except DatabaseBusy as exc:
+        result = asyncio.run(follow(settings, once, spark))
+    except (DatabaseBusy, SparkUnavailable) as exc:
         print(f"cjo sidecar run: {exc}", file=sys.stderr)
         return 1
     print_audiences(result)

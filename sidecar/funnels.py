@@ -23,7 +23,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sidecar.store import DUCKDB, LIVE
+from sidecar.engines import engine_of, run
+from sidecar.store import LIVE
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ def _rows(condition: str) -> str:
     return f"SELECT profile_id FROM {ROWS} WHERE {condition}"
 
 
+def _starts(prefix: str) -> str:
+    """key starts with `prefix` (no LIKE: `_` in a stage id is a LIKE wildcard)."""
+    return f"substr(key, 1, {len(prefix)}) = {_lit(prefix)}"
+
+
 def stage_sets(stage: str, next_stage: str | None) -> dict[str, str]:
     """The SQL of each set for one stage (each a SELECT of profile ids from `funnel_rows`,
     the rows of one journey version)."""
@@ -90,9 +96,8 @@ def stage_sets(stage: str, next_stage: str | None) -> dict[str, str]:
         "milestone": _rows(f"key = {_lit('milestone:' + stage)}"),
         # Stage ids have no ':' or '@' (state.conditions.ID), so 'exit:X:' without '@' is X's
         # own; only a stage named 'journey' shares its keys with the journey's own exits.
-        "exited_stage": _rows(f"starts_with(key, {_lit('exit:' + stage + ':')}) "
-                              f"AND key NOT LIKE '%@%'"),
-        "exited_journey": _rows(f"starts_with(key, 'exit:journey:') "
+        "exited_stage": _rows(f"{_starts('exit:' + stage + ':')} AND key NOT LIKE '%@%'"),
+        "exited_journey": _rows(f"{_starts('exit:journey:')} "
                                 f"AND split_part(key, '@', 2) = {_lit(stage)}"),
         "to_next": f"({entered}) INTERSECT ({following})" if following else _rows("false"),
         "goal": f"({entered}) INTERSECT ({goal})",
@@ -115,17 +120,19 @@ def version_rows(db, journey: str, version: int):
     have = {row[0] for row in db.execute(f"DESCRIBE {LIVE}").fetchall()}
     # A database written before `last_reached` and opened read-only was never given it.
     reached = "last_reached" if "last_reached" in have else "CAST(NULL AS BIGINT) AS last_reached"
-    db.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS} AS SELECT profile_id, key, \"first\", "
-               f"last_left, {reached} FROM {LIVE} WHERE journey = ? AND version = ?",
-               [journey, version])
+    e = engine_of(db)
+    run(db, e.temp_table(ROWS, f"SELECT profile_id, key, \"first\", last_left, {reached} "
+                               f"FROM {LIVE} WHERE journey = ? AND version = ?"),
+        [journey, version])
     try:
         yield ROWS
     finally:
-        db.execute(f"DROP TABLE {ROWS}")
+        run(db, e.drop_temp(ROWS))
 
 
 def funnel(db, journey: str, version: int, order: list[str] | None = None) -> list[StageCounts]:
     stages = stages_of(db, journey, version, order)
+    e = engine_of(db)
     out = []
     with version_rows(db, journey, version):
         for i, stage in enumerate(stages):
@@ -135,7 +142,7 @@ def funnel(db, journey: str, version: int, order: list[str] | None = None) -> li
             # One statement per stage: each set's count, and the stays' percentiles.
             *counts, p50, p90 = db.execute(
                 "SELECT " + ", ".join(f"(SELECT count(*) FROM ({sql}))" for sql in sets.values())
-                + f", {DUCKDB.percentile(stay, 0.5)}, {DUCKDB.percentile(stay, 0.9)} "
+                + f", {e.percentile(stay, 0.5)}, {e.percentile(stay, 0.9)} "
                 f"FROM {ROWS} WHERE key = ? AND last_left IS NOT NULL",
                 [f"stage:{stage}"]).fetchone()
             out.append(StageCounts(journey, version, stage, **dict(zip(sets, counts)),

@@ -13,6 +13,11 @@ The database is opened read-only; DuckDB lets one process write a database file,
 connection is locked (sidecar.sandbox): the SQL reads those tables and nothing else, no file,
 no URL, no extension. What it prints has control and bidi characters escaped (`\x1b`,
 `\u202e`), so a value cannot drive the terminal or reorder what it shows.
+
+With `--engine spark` (`SidecarReader(settings, spark=SparkOptions(...))`) the reader is a Spark
+session over the app's Iceberg tables, pinned to the newest published fold (sidecar/spark.py),
+so it may read while `cjo sidecar run --engine spark` follows; the SQL is checked by DuckDB's
+parser and by Spark's.
 """
 from __future__ import annotations
 
@@ -33,7 +38,16 @@ class SidecarUnavailable(RuntimeError):
 
 
 class SidecarReader:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, spark=None) -> None:
+        if spark is not None:
+            from sidecar.archive import FILES, SCHEMA
+            from sidecar.spark import pin
+
+            self.db = spark.connect(settings)
+            pin(self.db)
+            self.db.register_parquet("events", sorted(
+                str(p) for p in archive_path(settings).glob(FILES)), SCHEMA)
+            return
         path = database_path(settings)
         if not path.exists():
             raise SidecarUnavailable(f"no sidecar database at {path}: run `cjo sidecar run "
@@ -53,6 +67,10 @@ class SidecarReader:
     def sql(self, text: str) -> list[dict]:
         """Rows of one read-only SELECT, as dicts."""
         problem = read_only_select_problem(text)
+        if problem is None and getattr(self.db, "engine_name", "duckdb") == "spark":
+            from sidecar.spark import select_problem
+
+            problem = select_problem(self.db, text)
         if problem:
             raise ValueError(problem)
         result = self.db.sql(text)
@@ -98,11 +116,15 @@ def print_rows(rows: list[dict], limit: int) -> None:
     print(f"({len(rows)} rows" + (f", {more} not shown: --limit)" if more > 0 else ")"))
 
 
-def run_query(settings: Settings, text: str, limit: int) -> int:
+def run_query(settings: Settings, text: str, limit: int, spark=None) -> int:
+    from sidecar.audiences import spark_errors
+    from sidecar.spark import SparkUnavailable
+
     try:
-        with SidecarReader(settings) as sidecar:
+        with SidecarReader(settings, spark) as sidecar:
             rows = sidecar.sql(text)
-    except (SidecarUnavailable, ValueError, duckdb.Error) as exc:
+    except (SidecarUnavailable, SparkUnavailable, ValueError, duckdb.Error,
+            *spark_errors()) as exc:
         print(f"cjo sidecar query: {printable((str(exc).splitlines() or ['failed'])[0])}",
               file=sys.stderr)
         return 2

@@ -58,7 +58,13 @@ def connect(path: str | Path = ":memory:", archive: Path | None = None, read_onl
 
 
 def require_locked(db) -> None:
-    """Refuse to go on with a connection that could read files or change its settings."""
+    """Refuse to go on with a connection that could read files or change its settings (on
+    Spark: one whose SQL may name files, `spark.sql.runSQLOnFiles`)."""
+    if getattr(db, "engine_name", "duckdb") == "spark":
+        if db.spark.conf.get("spark.sql.runSQLOnFiles") != "false":
+            raise RuntimeError("SQL the sidecar did not write runs on Spark only with "
+                               "spark.sql.runSQLOnFiles=false (sidecar.spark.session)")
+        return
     names = list(LOCKED_DUCKDB)
     found = dict(db.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
                             f"({', '.join('?' for _ in names)})", names).fetchall())

@@ -8,6 +8,11 @@ A snapshot file replaces everything known of the profiles it names (its `profile
 
 The columns are state/sparse.py's. `last_reached` came after the others: a file or a database
 written before it lacks the column, and it reads as null there (the funnels take it as `first`).
+
+The same store runs on Spark SQL over Iceberg (`SparseStore.on(SparkConnection)`): there each
+statement is its own commit, ordered so that folding a file again after a crash gives the same
+tables (each file replaces its profiles), and `checkpoint` publishes a batch of folds to readers
+at once (sidecar/spark.py).
 """
 from __future__ import annotations
 
@@ -16,15 +21,26 @@ from pathlib import Path
 
 import duckdb
 
-from sidecar.engines import ENGINES
+from sidecar.engines import ENGINES, engine_of, run
 
 DUCKDB = ENGINES["duckdb"]
 LIVE = "journey_state"
+# Column kinds (sidecar.engines renders them per engine).
+KINDS = {"profile_id": "string", "journey": "string", "version": "int", "key": "string",
+         "first": "bigint", "last_left": "bigint", "value": "string", "last_reached": "bigint"}
 TYPES = {"profile_id": "VARCHAR", "journey": "VARCHAR", "version": "INTEGER", "key": "VARCHAR",
          "first": "BIGINT", "last_left": "BIGINT", "value": "VARCHAR", "last_reached": "BIGINT"}
 COLUMNS = ", ".join(f'"{name}" {kind}' for name, kind in TYPES.items())
 ADDED = ("last_reached",)  # columns newer than the first snapshot files and databases
 SELECT = ", ".join(f'"{name}"' for name in TYPES)  # every column, in the table's order
+TABLES = {  # the store's other tables: columns and the key (a primary key on DuckDB)
+    "loaded_files": ({"path": "string", "partition": "int", "offset": "bigint"}, "path"),
+    "partition_offsets": ({"partition": "int", "offset": "bigint"}, "partition"),
+    # What the snapshots' marker rows say of each profile: where it lives, the time of its
+    # last event, whether a merge (or a profile limit) makes a replay differ from it.
+    "snapshot_profiles": ({"profile_id": "string", "partition": "int", "last_seen": "bigint",
+                           "merged": "boolean"}, None),
+}
 
 
 def add_missing_columns(db, table: str) -> None:
@@ -41,17 +57,22 @@ class SnapshotError(RuntimeError):
 
 class SparseStore:
     def __init__(self, path: str = ":memory:") -> None:
-        self.db = duckdb.connect(path)
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS {LIVE} ({COLUMNS})")
-        add_missing_columns(self.db, LIVE)  # a database from before `last_reached`
-        self.db.execute("CREATE TABLE IF NOT EXISTS loaded_files (path VARCHAR PRIMARY KEY, "
-                        "\"partition\" INTEGER, \"offset\" BIGINT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS partition_offsets (\"partition\" INTEGER "
-                        "PRIMARY KEY, \"offset\" BIGINT)")
-        # What the snapshots' marker rows say of each profile: where it lives, the time of its
-        # last event, whether a merge (or a profile limit) makes a replay differ from it.
-        self.db.execute("CREATE TABLE IF NOT EXISTS snapshot_profiles (profile_id VARCHAR, "
-                        "\"partition\" INTEGER, last_seen BIGINT, merged BOOLEAN)")
+        self._setup(duckdb.connect(path))
+
+    @classmethod
+    def on(cls, db) -> "SparseStore":
+        """The store on an open connection (a sidecar.spark.SparkConnection)."""
+        store = cls.__new__(cls)
+        store._setup(db)
+        return store
+
+    def _setup(self, db) -> None:
+        self.db, self.engine = db, engine_of(db)
+        db.execute(self.engine.create_table(LIVE, KINDS))
+        if self.engine.name == "duckdb":
+            add_missing_columns(db, LIVE)  # a database from before `last_reached`
+        for table, (columns, key) in TABLES.items():
+            db.execute(self.engine.create_table(table, columns, key))
 
     def loaded(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT path FROM loaded_files").fetchall()}
@@ -75,17 +96,36 @@ class SparseStore:
         return staged
 
     def checkpoint(self) -> None:
-        """Let DuckDB reuse the space of the tables the folds replaced (it checkpoints by
-        itself only when its write-ahead log grows past 16 MB, which a fold's log does not)."""
-        self.db.execute("CHECKPOINT")
+        """After a batch of folds. DuckDB: reuse the space of the tables the folds replaced (it
+        checkpoints by itself only when its write-ahead log grows past 16 MB, which a fold's
+        log does not). Spark: publish the folds to readers (sidecar.spark.publish)."""
+        if self.engine.name == "spark":
+            from sidecar.spark import publish
+
+            publish(self.db)
+        else:
+            self.db.execute("CHECKPOINT")
+
+    def _stage(self, path: str) -> None:
+        """The file's rows as the scratch table `staging` (a file from before `last_reached`
+        reads it as null)."""
+        if self.engine.name == "spark":
+            from topology.pipeline.snapshots import SCHEMA
+
+            self.db.register_parquet("staging", [path], SCHEMA)
+            return
+        self.db.execute("CREATE OR REPLACE TEMP TABLE staging AS "
+                        "SELECT * FROM read_parquet(?)", [path])
+        add_missing_columns(self.db, "staging")
 
     def _fold(self, path: str, partition: int, offset: int, full: bool) -> int:
-        db = self.db
-        db.execute("BEGIN TRANSACTION")
+        """Fold one file. On DuckDB in one transaction; on Spark statement by statement in an
+        order that makes folding the same file again give the same tables (a crash before
+        `loaded_files` names it): the live table first, the bookkeeping last."""
+        db, e = self.db, self.engine
+        run(db, e.begin())
         try:
-            db.execute("CREATE OR REPLACE TEMP TABLE staging AS "
-                       "SELECT * FROM read_parquet(?)", [path])
-            add_missing_columns(db, "staging")  # a file from before `last_reached`
+            self._stage(path)
             # A full snapshot of a partition replaces the partition's profiles: those it names,
             # and the ones loaded from this partition before (a merged visitor may be gone).
             scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "
@@ -93,18 +133,19 @@ class SparseStore:
                      if full else "SELECT profile_id FROM staging WHERE key = 'profile'")
             new = (f"SELECT {SELECT} FROM {LIVE} WHERE profile_id NOT IN ({scope}) "
                    f"UNION ALL SELECT {SELECT} FROM staging WHERE key <> 'profile'")
-            for statement in DUCKDB.replace_table(LIVE, new):
-                db.execute(statement)
+            run(db, e.replace_table(LIVE, new))
             db.execute(f"DELETE FROM snapshot_profiles WHERE profile_id IN ({scope})")
             db.execute("INSERT INTO snapshot_profiles SELECT profile_id, ?, \"first\", "
                        "value IS NOT NULL FROM staging WHERE key = 'profile'", [partition])
             db.execute("INSERT INTO loaded_files VALUES (?, ?, ?)", [path, partition, offset])
-            db.execute("INSERT OR REPLACE INTO partition_offsets VALUES (?, ?)",
+            db.execute(e.upsert("partition_offsets", TABLES["partition_offsets"][0], "partition"),
                        [partition, offset])
             rows = db.execute("SELECT count(*) FROM staging").fetchone()[0]
-            db.execute("DROP TABLE staging")  # else it stays in memory until the next fold
-            db.execute("COMMIT")
+            # Else it stays in memory until the next fold.
+            run(db, e.drop_temp("staging") if e.name == "duckdb" else
+                ["DROP VIEW IF EXISTS staging"])
+            run(db, e.commit())
             return rows
         except Exception:
-            db.execute("ROLLBACK")
+            run(db, e.rollback())
             raise

@@ -56,8 +56,10 @@ Known limits of the equivalence, all outside what the stream produces or the tes
 - profiles merged by `identify` (fold_visitor) are folded state into state, which is not
   always the same as replaying the union of both histories in any single `seq` order.
 
-Dialect differences (integer division, substring test, identifier quoting) live in `Dialect`;
-`DuckDBDialect` is the default, and a Trino or Spark dialect overrides the same few methods.
+Dialect differences (integer division, substring test, string escapes) live in `Dialect`;
+`DuckDBDialect` is the default and `SparkDialect` (Spark SQL over Iceberg, the sidecar's
+`--engine spark`) overrides the same few methods; the results are the same on both
+(tests/spark).
 """
 from __future__ import annotations
 
@@ -149,7 +151,24 @@ class DuckDBDialect(Dialect):
         return f"contains({haystack}, {needle})"
 
 
-DIALECTS: dict[str, Dialect] = {"duckdb": DuckDBDialect()}
+class SparkDialect(Dialect):
+    """Spark SQL 4.1, in the session the sidecar opens (sidecar/spark.py): ANSI mode, and
+    `spark.sql.ansi.doubleQuotedIdentifiers` on, so "first" is a column as in DuckDB."""
+
+    name = "spark"
+
+    def string(self, value: str) -> str:
+        # Spark reads backslash escapes in a literal ('\n' is a newline): a backslash is doubled.
+        return super().string(value.replace("\\", "\\\\"))
+
+    def int_div(self, a: str, b: str) -> str:
+        return f"(({a}) DIV ({b}))"  # `/` is float division in Spark; DIV truncates
+
+    def contains(self, haystack: str, needle: str) -> str:
+        return f"contains({haystack}, {needle})"
+
+
+DIALECTS: dict[str, Dialect] = {"duckdb": DuckDBDialect(), "spark": SparkDialect()}
 
 
 def _dialect(dialect: str | Dialect) -> Dialect:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cjo.settings import Settings
-from sidecar.engines import ENGINES, engine
+from sidecar.engines import ENGINES, engine, engine_of
 from sidecar.follower import database_path
 from sidecar.query import SidecarReader, SidecarUnavailable
 from sidecar.store import SparseStore
@@ -15,19 +15,44 @@ from tests.unit.test_sidecar_store import manifest, profile_rows, write
 
 def test_each_engine_spells_its_sampling_clause_and_percentile():
     assert engine("duckdb").sample(10) == "TABLESAMPLE BERNOULLI (10 PERCENT)"
-    assert engine("trino").sample(10) == "TABLESAMPLE BERNOULLI (10)"
-    assert engine("spark").sample(10) == "TABLESAMPLE (10 PERCENT)"
-    assert engine("trino").percentile("x", 0.5) == "approx_percentile(x, 0.5)"
-    with pytest.raises(ValueError, match="unknown SQL engine 'oracle'"):
-        engine("oracle")
+    assert engine("spark").sample(10, seed=3) == "TABLESAMPLE (10 PERCENT) REPEATABLE (3)"
+    assert engine("duckdb").percentile("x", 0.5) == "quantile_cont(x, 0.5)"
+    assert engine("spark").percentile("x", 0.5) == "percentile(x, 0.5)"
+    with pytest.raises(ValueError, match="unknown SQL engine 'trino'"):
+        engine("trino")  # rendered but never run: gone
 
 
-def test_the_swap_is_a_rename_on_duckdb_and_one_atomic_replace_on_table_formats():
+def test_the_swap_is_a_rename_on_duckdb_and_one_atomic_replace_on_iceberg():
     assert ENGINES["duckdb"].replace_table("t", "SELECT 1") == [
         "CREATE TABLE t_next AS SELECT 1", "DROP TABLE t", "ALTER TABLE t_next RENAME TO t"]
-    for name in ("trino", "spark"):
-        assert ENGINES[name].replace_table("t", "SELECT 1") == [
-            "CREATE OR REPLACE TABLE t AS SELECT 1"]
+    assert ENGINES["spark"].replace_table("t", "SELECT 1") == [
+        "CREATE OR REPLACE TABLE t USING iceberg AS SELECT 1"]
+
+
+def test_tables_scratch_tables_and_upserts_per_engine():
+    cols = {"partition": "int", "offset": "bigint"}
+    assert ENGINES["duckdb"].create_table("o", cols, "partition") == \
+        'CREATE TABLE IF NOT EXISTS o ("partition" INTEGER PRIMARY KEY, "offset" BIGINT)'
+    assert ENGINES["spark"].create_table("o", cols, "partition") == \
+        'CREATE TABLE IF NOT EXISTS o ("partition" INT, "offset" BIGINT) USING iceberg'
+    assert ENGINES["duckdb"].upsert("o", cols, "partition") == \
+        "INSERT OR REPLACE INTO o VALUES (?, ?)"
+    assert ENGINES["spark"].upsert("o", cols, "partition").startswith(
+        'MERGE INTO o t USING (SELECT CAST(? AS INT) AS "partition", CAST(? AS BIGINT) AS '
+        '"offset") s ON t."partition" = s."partition"')
+    assert ENGINES["spark"].temp_table("x", "SELECT 1")[-1] == "CACHE TABLE x AS SELECT 1"
+    assert ENGINES["spark"].begin() == ENGINES["spark"].commit() == []
+    assert engine_of(object()) is ENGINES["duckdb"]
+
+
+def test_parameters_are_bound_as_spark_literals_outside_quotes():
+    from sidecar.spark import bind
+
+    sql = "SELECT '?', \"$x\", a FROM t WHERE a = ? AND b = $x -- ?\n AND c = ?"
+    assert bind(sql.replace("$x", "?"), None) == sql.replace("$x", "?")
+    assert bind("SELECT ? , ?, ?, ?, ?", ["it's \\", 2 ** 40, None, True, 2.5]) == \
+        "SELECT 'it''s \\\\' , CAST(1099511627776 AS BIGINT), NULL, TRUE, CAST('2.5' AS DOUBLE)"
+    assert bind("SELECT '$x', $x, \"$x\"", {"x": "a"}) == "SELECT '$x', 'a', \"$x\""
 
 
 @pytest.fixture
