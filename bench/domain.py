@@ -2,8 +2,8 @@
 
 The pipeline benchmark's workload (bench.pipeline: 20 segments, 3 deliveries, 5 journeys of 4
 stages) goes through the same code the two agents run, in one process, with dicts for the
-RocksDB tables: decode the event, route it (identity), encode the profile input, decode it,
-decode the profile, `step`, encode the profile. Each phase is timed apart (perf_counter), and
+RocksDB tables: decode the event, route it (identity), encode the profile input (the event
+in it decoded), decode it, decode the profile, `step`, encode the profile. Each phase is timed apart (perf_counter), and
 the total is process CPU time. Merges' hand-overs are applied too (as the second hop would).
 
     python -m bench.domain                          # 30,000 events, 20,000 profiles
@@ -20,12 +20,12 @@ from cjo.settings import Settings
 from state.definitions import load_definitions
 from state.events import IDENTIFY, canonical_id
 from state.processing import step
-from topology.machinery.wire import AvroWire
+from topology.machinery.wire import WorkerWire
 
 
 def run(events: int, profiles: int) -> dict:
     settings = Settings.from_env().with_(app_id="bench")
-    wire = AvroWire(settings)
+    wire = WorkerWire(settings)
     defs = load_definitions(DEFINITIONS)
     log = build_workload(events, profiles)
     print(describe_workload(log), flush=True)
@@ -39,21 +39,7 @@ def run(events: int, profiles: int) -> dict:
     inputs = deque()
     for n, (key, value) in enumerate(encoded):
         t0 = clock()
-        event = wire.decode_event(value)
-        visitor = event["visitor_id"]
-        base = {"kind": "event", "source_partition": 0, "source_offset": n, "event": value,
-                "visitor_id": None, "member_id": None, "merge_id": None, "state": None}
-        if event["name"] == IDENTIFY:
-            member = event["user_id"]
-            aliases[visitor] = member
-            merge_id = f"{visitor}>{member}@0:{n}"
-            routed = [{**base, "kind": "identify", "profile_id": member, "visitor_id": visitor,
-                       "merge_id": merge_id},
-                      {**base, "kind": "merge_out", "profile_id": visitor, "event": None,
-                       "visitor_id": visitor, "member_id": member, "merge_id": merge_id}]
-        else:
-            target = event["user_id"] or aliases.get(visitor) or canonical_id(event)
-            routed = [{**base, "profile_id": target}]
+        routed = route(wire.decode_event(value), n, aliases)
         t1 = clock()
         inputs.extend(wire.encode_input(r) for r in routed)
         t2 = clock()
@@ -65,7 +51,26 @@ def run(events: int, profiles: int) -> dict:
     return {"events": len(encoded), "cpu": cpu, "phases": dict(phases), "profiles": len(store)}
 
 
-def apply(data: bytes, store, wire, defs, offsets, phases, inputs) -> None:
+def route(event: dict, n: int, aliases: dict[str, str]) -> list[dict]:
+    """The profile inputs the identity step makes of event `n` (partition 0), as dicts."""
+    visitor = event["visitor_id"]
+    base = {"kind": "event", "source_partition": 0, "source_offset": n, "event": event,
+            "visitor_id": None, "member_id": None, "merge_id": None, "state": None}
+    if event["name"] == IDENTIFY:
+        member = event["user_id"]
+        aliases[visitor] = member
+        merge_id = f"{visitor}>{member}@0:{n}"
+        return [{**base, "kind": "identify", "profile_id": member, "visitor_id": visitor,
+                 "merge_id": merge_id},
+                {**base, "kind": "merge_out", "profile_id": visitor, "event": None,
+                 "visitor_id": visitor, "member_id": member, "merge_id": merge_id}]
+    target = event["user_id"] or aliases.get(visitor) or canonical_id(event)
+    return [{**base, "profile_id": target}]
+
+
+def apply(data: bytes, store, wire, defs, offsets, phases, inputs) -> dict:
+    """Apply one encoded profile input to `store` (encoded profiles by id); returns the
+    profile as `step` left it."""
     clock = time.perf_counter
     t0 = clock()
     record = wire.decode_input(data)
@@ -86,6 +91,7 @@ def apply(data: bytes, store, wire, defs, offsets, phases, inputs) -> None:
     phases["profile: decode profile"] += t2 - t1
     phases["profile: step"] += t3 - t2
     phases["profile: encode profile"] += t4 - t3
+    return profile
 
 
 def main(argv=None) -> int:

@@ -12,10 +12,12 @@ data in a temporary directory and stopped at the end, also on errors. Steps:
             population), renamed apart and interleaved ten shards at a time, sized to reach
             about `--profiles` P profiles.
   baseline  a child process runs a plain aiokafka loop: consume the events topic from the
-            beginning, Avro-decode each event, Avro-encode the ProfileInput the identity step
-            would make of it, produce it keyed by profile id to an output topic (acks=all), one
-            batch at a time. The child reports its own CPU time (getrusage), its wall time from
-            the first batch to the last acknowledgement, and its peak RSS.
+            beginning, Avro-decode each event, Avro-encode a ProfileInput holding its bytes
+            (what the identity step wrote when issue 18 set its target; the worker now writes
+            msgpack, schemas/internal.py, and the loop stays the same yardstick), produce it
+            keyed by profile id to an output topic (acks=all), one batch at a time. The child
+            reports its own CPU time (getrusage), its wall time from the first batch to the
+            last acknowledgement, and its peak RSS.
   ours      a real `cjo worker` (cjo.processes.WorkerProcess) on the same app and topic, from an
             empty state. It processes all N events, or only the last `--worker-events` W of
             them (for a quick run): its consumer group's offsets are committed
@@ -74,6 +76,7 @@ from cjo.workload import Workload
 from deploy.broker import BrokerError, LocalBroker
 from deploy.ports import free_port, free_port_pair
 from schemas.codec import AvroCodec
+from schemas.internal import ProfileInputCodec
 from state.definitions import load_definitions
 from topology.pipeline import topics
 from topology.pipeline.definitions import apply_definitions
@@ -649,12 +652,12 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
     latencies = sorted(first_output[e] - sent[e] for e in first_output)
     # The first hop's share: produce -> the event's profile input written by the identity step.
     routed: dict[str, int] = {}
-    input_codec, event_codec = AvroCodec("profile_input", ""), AvroCodec("event", "")
+    input_codec = ProfileInputCodec(settings.topic("profile-inputs"))
     for r in asyncio.run(read_since(bootstrap, settings.topic("profile-inputs"),
                                     starts["profile-inputs"])):
         record = input_codec.decode(r.value)
         if record["event"] is not None:
-            event_id = event_codec.decode(record["event"])["event_id"]
+            event_id = record["event"]["event_id"]
             if event_id in first_output:
                 routed.setdefault(event_id, r.timestamp)
     first_hop = sorted(routed[e] - sent[e] for e in routed)

@@ -1,7 +1,7 @@
 """Benchmark of the snapshot agent's full snapshot (topology/pipeline/snapshots.py) on one
 partition of N profiles: how long it takes, and how long it keeps the profile agent from running.
 
-For each N it writes N realistic profiles (the Avro profile codec of topology/machinery/wire.py,
+For each N it writes N realistic profiles (the profile codec of topology/machinery/wire.py,
 the bytes Faust's store holds: counts, windows, latest values and aggregates folded by
 state.profile.record_event, segments, deliveries, positions, and 1-3 journeys with their sparse
 cells: journey, 2-4 stages, steps, branches, milestones, sometimes a goal or an exit) into a real
@@ -27,8 +27,8 @@ full snapshot and after the delta (VmHWM: the process opened the database itself
 the largest N it also runs the full snapshot with other chunk sizes (`--sweep`), to show the
 trade-off between the pause and the total time.
 
-What is real and what stands in: the Snapshotter, SnapshotFile, state.sparse, the Avro codec
-(AvroWire), Settings, Faust's RocksDB options and rocksdict are the production code. The
+What is real and what stands in: the Snapshotter, SnapshotFile, state.sparse, the profile codec
+(WorkerWire), Settings, Faust's RocksDB options and rocksdict are the production code. The
 `topology` (settings, wire, stats counters, an app whose rebalancing/recovery flags satisfy
 `stores_settled` and whose assignor reports the partition as owned, so that `_owned()` runs as
 is) and the `profiles` table (`.data._db_for_partition(p)` returns the rocksdict database,
@@ -240,14 +240,14 @@ _WORKER: tuple | None = None  # a generating process's templates and encoder
 
 
 def _encoded(start: int, stop: int, seed: int, workdir: str) -> list[tuple[bytes, bytes]]:
-    """Keys and Avro values of profiles start..stop-1 (in a generating process)."""
+    """Keys and encoded values of profiles start..stop-1 (in a generating process)."""
     global _WORKER
     if _WORKER is None:
-        from topology.machinery.wire import AvroWire
+        from topology.machinery.wire import WorkerWire
 
         rng = random.Random(seed)
         _WORKER = ([_template(rng) for _ in range(500)],
-                   AvroWire(_settings(Path(workdir))).encode_profile)
+                   WorkerWire(_settings(Path(workdir))).encode_profile)
     templates, encode = _WORKER
     rng = random.Random(seed * 1_000_003 + start)
     return [(profile_id(i).encode(), encode(make_profile(i, rng, templates)))
@@ -300,7 +300,7 @@ class _Profiles:
         self._db, self._decode = db, decode
 
     def get(self, pid: str):
-        value = self._db.get(pid.encode())  # Faust: raw key serializer, then the Avro codec
+        value = self._db.get(pid.encode())  # Faust: raw key serializer, then the codec
         return None if value is None else self._decode(value)
 
 
@@ -348,11 +348,11 @@ def measure(db_path: str, workdir: str, n: int, chunk: int, delta_percent: float
     import rocksdict
 
     from state.profile import record_event
-    from topology.machinery.wire import AvroWire
+    from topology.machinery.wire import WorkerWire
     from topology.pipeline import snapshots
 
     settings = _settings(Path(workdir) / f"run-{chunk}", chunk)
-    wire = AvroWire(settings)
+    wire = WorkerWire(settings)
     db = _open_db(Path(db_path))
     profiles = _Profiles(db, PARTITION, wire.decode_profile)
     snapshotter = snapshots.Snapshotter(_topology(settings, wire, PARTITION), profiles)
@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n{n:,} profiles: generating {db_path}", flush=True)
                 g = generate(db_path, workdir, n, args.seed)
                 print(f"  written in {g['write_s']:.1f} s ({n / g['write_s']:,.0f} profiles/s), "
-                      f"with flush and compaction {g['total_s']:.1f} s; Avro values "
+                      f"with flush and compaction {g['total_s']:.1f} s; values "
                       f"{_mb(g['value_bytes'])} MB (mean {g['value_bytes'] / n:,.0f} B), "
                       f"on disk {_mb(g['disk_bytes'])} MB", flush=True)
             chunks = [args.chunk]

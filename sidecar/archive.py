@@ -22,7 +22,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.codec import AvroCodec, CodecError
+from schemas.codec import CodecError
+from schemas.internal import ProfileInputCodec
 from state.sql import event_rows
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,12 @@ def events_dataset(directory: Path) -> ds.Dataset:
                       format="parquet")
 
 
-def input_rows(record: dict, partition: int, offset: int, event_codec: AvroCodec) -> list[tuple]:
-    """The archive rows of one decoded profile input (none for inputs that carry no applied
-    event)."""
+def input_rows(record: dict, partition: int, offset: int) -> list[tuple]:
+    """The archive rows of one decoded profile input, whose event comes decoded (none for
+    inputs that carry no applied event)."""
     if record["kind"] not in APPLIED_KINDS or record["event"] is None:
         return []
-    event = event_codec.decode(record["event"])
+    event = record["event"]
     return [row + (partition, offset) for row in event_rows(record["profile_id"], offset, event)]
 
 
@@ -102,8 +103,7 @@ async def archive_to_end(settings, archive: EventArchive) -> int:
     """Archive the profile-inputs topic from the committed offsets to its current end; returns
     the number of events archived."""
     topic = settings.topic("profile-inputs")
-    inputs = AvroCodec("profile_input", topic)
-    events = AvroCodec("event", topic)
+    inputs = ProfileInputCodec(topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
@@ -125,7 +125,7 @@ async def archive_to_end(settings, archive: EventArchive) -> int:
                 for r in records:
                     try:
                         record = inputs.decode(r.value)
-                        rows += input_rows(record, tp.partition, r.offset, events)
+                        rows += input_rows(record, tp.partition, r.offset)
                     except CodecError as exc:  # the stream dead-letters it; nothing applied
                         log.warning("not archived: %s[%d]@%d: %s", topic, tp.partition,
                                     r.offset, exc)

@@ -46,9 +46,10 @@ STATS = ("first_seen", "last_seen", "counts", "hourly", "daily", "last_time", "l
 
 
 class Wire(Protocol):
-    """Encoding, supplied by the topology (the domain stays free of Avro and Kafka)."""
+    """Encoding, supplied by the topology (the domain stays free of Avro and Kafka). An input
+    carries its event decoded (`record["event"]`, a dict): it is decoded once, by the identity
+    step."""
 
-    def decode_event(self, data: bytes) -> dict: ...
     def encode_input(self, record: dict) -> bytes: ...
     def decode_input(self, data: bytes) -> dict: ...
     def encode_profile(self, profile: dict) -> bytes: ...
@@ -172,7 +173,7 @@ def _apply_audience(profile, record, offset, defs, wire, sends, limits) -> None:
 
 
 def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
-    event = wire.decode_event(record["event"])
+    event = record["event"]
     record_event(profile, event, limits)
     source = source_of(record)
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+from state.definitions import from_records, to_records
 from state.journey_machine import advance
 from state.judging import fire_deliveries, judge_segments, leave_all_segments
 from state.processing import STATS
@@ -14,9 +15,15 @@ from state.profile import fold_visitor, new_profile, record_event
 OUTPUT_TOPICS = ("segment-changes", "activations", "journey-transitions")
 
 
+def as_workers_read(defs):
+    """`defs` as a worker rebuilds them from the definitions topic (records in key order:
+    topology.pipeline.definitions.build), so the model fires deliveries in the worker's order."""
+    return from_records(sorted(to_records(defs, all_versions=True)))
+
+
 class ReferenceModel:
     def __init__(self, defs) -> None:
-        self.defs = defs
+        defs = self.defs = as_workers_read(defs)
         self.latest = {j.id: j for j in defs.journeys}
         self.profiles: dict[str, dict] = {}
         self.alias: dict[str, str] = {}
@@ -25,7 +32,7 @@ class ReferenceModel:
     def switch(self, defs) -> None:
         """Definitions applied from here on (a changed file: journeys get new versions; a
         profile stays on the version it entered)."""
-        self.defs = defs
+        defs = self.defs = as_workers_read(defs)
         self.latest = {j.id: j for j in defs.journeys}
 
     def _profile(self, pid: str) -> dict:

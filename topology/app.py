@@ -14,12 +14,13 @@ import faust
 
 from cjo.clock import Clock
 from cjo.settings import Settings
-from topology.machinery.codecs import register_avro
+from schemas.internal import codec_for
+from topology.machinery.codecs import register
 from topology.machinery.faust_fixes import App
 from topology.machinery.native_memory import NativeMemory
 from topology.machinery.rocksdb_memory import RocksDBMemory, install as budget_rocksdb_memory
 from topology.machinery.sending import Outgoing, Sender
-from topology.machinery.wire import AvroWire
+from topology.machinery.wire import WorkerWire
 from topology.ops.metrics import Metrics
 from topology.ops.stats import WorkerStats
 from topology.ops.web_access import web_options
@@ -41,7 +42,7 @@ class Topology:
     app: faust.App
     settings: Settings
     topics: dict[str, faust.TopicT]
-    wire: AvroWire
+    wire: WorkerWire
     stats: WorkerStats
     dead_letters: DeadLetters
     definitions: DefinitionsFollower
@@ -60,15 +61,17 @@ class Topology:
     write_tables: Callable[[], Outgoing] = Outgoing
 
     def table(self, name: str, schema: str) -> faust.types.TableT:
-        """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are Avro
-        records of `schema`: its changelog is a topic too, with a schema like every other."""
-        codec = register_avro(f"{self.settings.app_id}-{schema}", schema)
+        """A RocksDB table keyed by profile or visitor id (UTF-8) whose values are records of
+        `schema` (Avro, or msgpack for profiles: schemas.internal): its changelog is a topic
+        too, with a schema like every other."""
+        topic = f"{self.settings.app_id}-{name}-changelog"
+        codec = register(topic, codec_for(schema, topic))
         # Faust derives a table's serializers from its key/value model types, and ours are
         # plain dicts; so the changelog topic is declared here, and the store gets the table's
         # serializers before it is made (lazily). Recovery and standbys write the records'
         # bytes as they are: "raw" spares decoding every restored profile for nothing.
         changelog = self.app.topic(
-            f"{self.settings.app_id}-{name}-changelog",
+            topic,
             key_serializer="raw", value_serializer="raw",
             partitions=self.settings.partitions, compacting=True, acks=False, internal=True,
         )
@@ -159,7 +162,7 @@ def create_app(settings: Settings) -> Topology:
     }
     stats = WorkerStats()
     sender = app.sender = Sender(app, {name: settings.topic(name) for name in declared})
-    wire = AvroWire(settings, on_output=stats.count_output)
+    wire = WorkerWire(settings, on_output=stats.count_output)
     topology = Topology(
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,
         sender=sender,

@@ -38,7 +38,7 @@ from state.events import (IDENTIFY, MAX_FIELDS, MAX_ID, MAX_STRING, MIN_TIME, RE
 from state.processing import step, waits
 from state.profile import Limits
 from tests.fuzz.strategies import ANY_CHAR, FUZZ
-from topology.machinery.wire import AvroWire
+from topology.machinery.wire import WorkerWire
 from topology.pipeline.identity import member_at
 from topology.pipeline.wakeups import index_key
 
@@ -49,7 +49,7 @@ DEAD_LETTER_CODES = frozenset(REASON_CODES) | {"undecodable"}
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Settings()
 LIMITS = Limits.from_settings(SETTINGS)  # as the worker builds them
-WIRE = AvroWire(SETTINGS)
+WIRE = WorkerWire(SETTINGS)
 EVENTS = WIRE.codecs["events"]
 DEAD = WIRE.codecs["dead-letters"]
 WAKEUPS = AvroCodec("wakeup", "fuzz-wakeups-changelog")
@@ -91,9 +91,9 @@ def dead_letter(key, value, timestamp, partition, offset, rejection: Rejection) 
     assert (back["reason_code"], back["key"], back["value"]) == (rejection.code, key, value)
 
 
-def forwarded(record: dict, value: bytes, partition: int, offset: int, alias) -> list[dict]:
-    """The profile-inputs records identity.route sends for an accepted event."""
-    base = {"source_partition": partition, "source_offset": offset, "event": value,
+def forwarded(record: dict, partition: int, offset: int, alias) -> list[dict]:
+    """The profile-inputs records identity.route sends for an accepted event (decoded)."""
+    base = {"source_partition": partition, "source_offset": offset, "event": record,
             "visitor_id": None, "member_id": None, "merge_id": None, "state": None}
     visitor = record["visitor_id"]
     if record["name"] == IDENTIFY:
@@ -143,7 +143,7 @@ def through_the_worker(key: bytes | None, value: bytes | None, timestamp: int,
         event("accepted")
         note(f"accepted: {record!r}")
     profiles: dict[str, dict] = {}
-    queue = forwarded(record, value, partition, offset, alias)
+    queue = forwarded(record, partition, offset, alias)
     position = 1_000  # offsets on profile-inputs
     while queue:
         applied = WIRE.decode_input(WIRE.encode_input(queue.pop(0)))

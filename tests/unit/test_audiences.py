@@ -91,7 +91,7 @@ def test_deliveries_segments_and_journeys_may_reference_a_sql_segment():
 
 class PickleWire:
     """Any encoding will do for the domain; the profile agent only needs it to round-trip."""
-    decode_event = decode_input = decode_profile = staticmethod(pickle.loads)
+    decode_input = decode_profile = staticmethod(pickle.loads)
     encode_input = encode_profile = staticmethod(pickle.dumps)
 
     @staticmethod
@@ -127,7 +127,7 @@ def event_input(offset, name="view", t=T0, partition=3) -> dict:
     ev = {"event_id": f"{name}@{offset}", "name": name, "visitor_id": None,
           "user_id": MEMBER, "time": t, "request_id": None, "values": {}}
     return {"kind": "event", "profile_id": MEMBER, "source_partition": partition,
-            "source_offset": offset, "event": pickle.dumps(ev), "visitor_id": None,
+            "source_offset": offset, "event": ev, "visitor_id": None,
             "member_id": None, "merge_id": None, "state": None}
 
 

@@ -29,6 +29,7 @@ from faust.cli.worker import worker as faust_worker
 
 from cjo.settings import Settings
 from schemas import current_schemas
+from schemas.internal import InternalCodec, codec_for
 from topology.pipeline import topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -321,6 +322,29 @@ def test_every_topic_named_is_in_the_catalogue(doc):
 @pytest.mark.parametrize("doc", TOPIC_TABLES)
 def test_the_topic_tables_name_every_topic_with_its_schema(doc):
     assert coverage_problems(read(doc)) + table_problems(read(doc)) == []
+
+
+def format_problems(text: str, catalogue=CATALOGUE) -> list[str]:
+    """In schemas/README.md's topic table, the last column is each topic's format: msgpack
+    where the worker's codec is schemas.internal's, else Avro."""
+    by_name = {spec.name: spec for spec in catalogue}
+    problems = []
+    for row in (line for line in text.splitlines() if line.startswith("| `<app>")):
+        spec = by_name.get(named_topics(row)[0][1])
+        shown = row.rstrip(" |").rsplit("|", 1)[-1].strip()
+        if spec is not None:
+            codec = codec_for(spec.schema, spec.name)
+            wanted = "msgpack" if isinstance(codec, InternalCodec) else "Avro"
+            if shown != wanted:
+                problems.append(f"{spec.name}: format {shown!r}, the worker writes {wanted}")
+    return problems
+
+
+def test_the_topic_table_gives_each_topics_format():
+    assert format_problems(read("schemas/README.md")) == []
+    doctored = read("schemas/README.md").replace("`wakeup.avsc`) | Avro", "`wakeup.avsc`) | msgpack")
+    assert format_problems(doctored) == [
+        "wakeups-changelog: format 'msgpack', the worker writes Avro"]
 
 
 @pytest.mark.parametrize("doc", DOCS)

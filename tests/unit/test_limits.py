@@ -17,6 +17,7 @@ import pytest
 from cjo.settings import Settings
 from schemas import released_schemas
 from schemas.codec import AvroCodec
+from schemas.internal import LARGE, MAGIC, InternalCodec
 from state.conditions import EvalContext, evaluate, parse_condition
 from state.definitions import load_definitions
 from state.durations import DAY, HOUR, MINUTE
@@ -27,10 +28,12 @@ from state.processing import step
 from state.profile import (ALWAYS_RECORDED, DAYS_KEPT, HOURS_KEPT, LIMITED, LIMITS, Limits,
                            field_count, fold_visitor, new_profile, profile_text_bytes,
                            record_event)
+from topology.machinery.wire import WorkerWire
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-PROFILES = AvroCodec("profile", "t.profiles-changelog")
+PROFILES = InternalCodec("profile", "t-profiles-changelog")  # as the worker writes them
+AVRO_PROFILES = AvroCodec("profile", "t-profiles-changelog")  # records past LARGE
 # Faust's producer sends at most 1,000,000 bytes per request (producer_max_request_size), the
 # broker takes at most 1,048,588 per record batch: a profile's changelog record, and a
 # visitor's profile inside a merge hand-over, must fit.
@@ -55,45 +58,15 @@ def holds(condition: dict, profile: dict, now: int, event=None) -> bool:
                     EvalContext(profile=profile, event=event, now=now, segments=frozenset()))
 
 
-class AvroWire:
-    """The worker's codecs (topology/machinery/wire.py), so that sizes are the real ones."""
-
-    def __init__(self) -> None:
-        self.event = AvroCodec("event", "t.events")
-        self.input = AvroCodec("profile_input", "t.profile-inputs")
-        self.outputs = {"profile-inputs": self.input,
-                        "segment-changes": AvroCodec("segment_change", "t.segment-changes"),
-                        "activations": AvroCodec("activation", "t.activations"),
-                        "journey-transitions": AvroCodec("journey_transition",
-                                                         "t.journey-transitions")}
-
-    def decode_event(self, data):
-        return self.event.decode(data)
-
-    def encode_input(self, record):
-        return self.input.encode(record)
-
-    def decode_input(self, data):
-        return self.input.decode(data)
-
-    def encode_profile(self, profile):
-        return PROFILES.encode(profile)
-
-    def decode_profile(self, data):
-        return PROFILES.decode(data)
-
-    def encode_output(self, topic, record):
-        return self.outputs[topic].encode(record)
-
-
-WIRE = AvroWire()
+# The worker's codecs (topology/machinery/wire.py), so that sizes are the real ones.
+WIRE = WorkerWire(Settings().with_(app_id="t"))
 
 
 def event_input(e: dict, partition: int, offset: int, pid: str | None = None,
                 kind="event", **extra) -> dict:
     return {"kind": kind, "profile_id": pid or e["user_id"] or e["visitor_id"],
             "source_partition": partition, "source_offset": offset,
-            "event": WIRE.event.encode(e), "visitor_id": None, "member_id": None,
+            "event": e, "visitor_id": None, "member_id": None,
             "merge_id": None, "state": None, **extra}
 
 
@@ -490,9 +463,9 @@ def test_a_profile_written_before_the_limits_decodes_with_no_counters():
     del record["limited"]
     data = AvroCodec("profile", "t", schema=old).encode(record)
     assert PROFILES.decode(data)["limited"] == {}
-    # and an old reader reads a new record
+    # and an old reader reads a new Avro record (what the worker writes past LARGE)
     assert "limited" not in AvroCodec("profile", "t", schema=old).decode(
-        PROFILES.encode(recorded(ev(), limits=Limits(max_event_names=0))))
+        AVRO_PROFILES.encode(recorded(ev(), limits=Limits(max_event_names=0))))
 
 
 def test_every_counter_is_documented():
@@ -569,7 +542,9 @@ def test_one_profile_at_a_high_rate_stays_bounded():
     assert outbox[-1]["offset"] == 19_996  # the last view's activation is kept
     assert sum(map(entry_bytes, outbox)) <= LIMITS.max_outbox_bytes
     assert p["limited"] == {"outbox": entries - len(outbox)}
-    assert len(PROFILES.encode(p)) < LIMITS.max_outbox_bytes + 10_000
+    assert len(AVRO_PROFILES.encode(p)) < LIMITS.max_outbox_bytes + 10_000
+    # msgpack spends field names on every entry and record: 1.5 times Avro's bytes here
+    assert len(PROFILES.encode(p)) < 2 * (LIMITS.max_outbox_bytes + 10_000)
     assert elapsed < 60, elapsed
 
 
@@ -668,21 +643,27 @@ def worst_profile() -> dict:
     return p
 
 
-WORST_BOUND = 800_000  # bytes: the worst profile without journeys (measured: ~760 KB)
+WORST_BOUND = 800_000  # bytes: the worst profile without journeys in Avro (measured: ~760 KB)
 
 
 def test_the_largest_profile_the_limits_allow_fits_in_a_kafka_record():
+    """A record is msgpack up to LARGE bytes and Avro past it (schemas/internal.py): Avro's
+    size of the largest profile bounds every record."""
+    assert LARGE + 10_000 < KAFKA_RECORD_LIMIT
     p = worst_profile()
     assert field_count(p) == LIMITS.max_fields
     assert profile_text_bytes(p) <= LIMITS.max_text_bytes
-    size = len(PROFILES.encode(p))
+    data = PROFILES.encode(p)
+    assert data[:2] != MAGIC and data == AVRO_PROFILES.encode(p)  # past LARGE: Avro
+    assert PROFILES.decode(data) == AVRO_PROFILES.decode(data)
+    size = len(data)
     print(f"worst profile without journeys: {size} bytes")
     assert size < WORST_BOUND
     # The example onboarding journey's record, every cell reached, in three versions: what
     # each journey record may add.
     journey = example_journey_record()
-    per_journey = len(PROFILES.encode({**new_profile(""), "journeys": {"j": journey}})) \
-        - len(PROFILES.encode(new_profile("")))
+    per_journey = len(AVRO_PROFILES.encode({**new_profile(""), "journeys": {"j": journey}})) \
+        - len(AVRO_PROFILES.encode(new_profile("")))
     print(f"example journey record (3 versions): {per_journey} bytes")
     # Records of journeys like it, as many as the journey limit allows, fit too.
     assert size + LIMITS.max_journeys * per_journey < KAFKA_RECORD_LIMIT
@@ -699,7 +680,8 @@ def example_journey_record() -> dict:
             cells[f"exit:{s.id}:{i}"] = None
         for st in s.steps:
             cells[f"step:{st.id}"] = None
-    sparse = {str(v): {k: {"first": T0 + v, "last_left": T0 + v + 1} for k in cells}
+    sparse = {str(v): {k: {"first": T0 + v, "last_left": T0 + v + 1, "last_reached": T0 + v}
+                       for k in cells}
               for v in (1, 2, 3)}
     branches = {str(v): {"check": "active", "offer": "coupon"} for v in (1, 2, 3)}
     return {"version": 3, "status": "active", "stage": "welcome", "step": "wait_visit",

@@ -37,9 +37,6 @@ def loads(data: bytes):
 
 
 class JsonWire:
-    def decode_event(self, data: bytes) -> dict:
-        return loads(data)
-
     def encode_input(self, record: dict) -> bytes:
         return dumps(record)
 
@@ -98,7 +95,7 @@ def event_input(pid, partition, offset, kind="event", **fields) -> dict:
     of the events topic."""
     ev = event(**fields)
     return {"kind": kind, "profile_id": pid, "source_partition": partition,
-            "source_offset": offset, "event": dumps(ev), "visitor_id": None,
+            "source_offset": offset, "event": ev, "visitor_id": None,
             "member_id": None, "merge_id": None, "state": None}
 
 

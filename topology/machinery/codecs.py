@@ -1,25 +1,24 @@
-"""Faust codecs for our Avro topics: one per topic, registered under "avro:<topic>"."""
+"""Faust codecs for our topics' records: one per record kind, registered under "cjo:<name>"."""
 from __future__ import annotations
 
 from faust.serializers import codecs
 
-from schemas.codec import AvroCodec
 
-
-class FaustAvroCodec(codecs.Codec):
-    def __init__(self, avro: AvroCodec) -> None:
+class FaustCodec(codecs.Codec):
+    def __init__(self, codec) -> None:
         super().__init__()
-        self.avro = avro
+        self.codec = codec
 
     def _dumps(self, obj) -> bytes:
-        return self.avro.encode(obj)
+        return self.codec.encode(obj)
 
     def _loads(self, s: bytes):
-        return self.avro.decode(s)
+        return self.codec.decode(s)
 
 
-def register_avro(topic: str, schema: str) -> str:
-    """Register the codec of `topic` with Faust and return its serializer name."""
-    name = f"avro:{topic}"
-    codecs.register(name, FaustAvroCodec(AvroCodec(schema, topic)))
+def register(name: str, codec) -> str:
+    """Register `codec` (schemas.codec.AvroCodec or schemas.internal.InternalCodec) with Faust
+    and return its serializer name."""
+    name = f"cjo:{name}"
+    codecs.register(name, FaustCodec(codec))
     return name

@@ -1,39 +1,29 @@
-"""The Avro codecs of every topic, bundled for the domain (state.processing.Wire)."""
+"""The codecs of every topic, bundled for the domain (state.processing.Wire): Avro for the
+records others read, msgpack for the worker's own (profiles, profile inputs: schemas.internal)."""
 from __future__ import annotations
 
 from cjo.settings import Settings
-from schemas.codec import AvroCodec
+from schemas.internal import codec_for
 from topology.pipeline import topics
 
 
-class AvroWire:
+class WorkerWire:
     def __init__(self, settings: Settings, on_output=None) -> None:
         # Told of every output record the domain makes, once, when it is first encoded (a
         # resent copy reuses the bytes): the worker counts them by kind without decoding.
         self.on_output = on_output
-        self.codecs = {spec.name: AvroCodec(spec.schema, settings.topic(spec.name))
+        self.codecs = {spec.name: codec_for(spec.schema, settings.topic(spec.name))
                        for spec in topics.ALL}
         profiles, aliases, wakeups = topics.CHANGELOGS
-        self.profile = AvroCodec("profile", profiles.topic_name(settings))
-        self.alias = AvroCodec("alias", aliases.topic_name(settings))
-        self.wakeup = AvroCodec("wakeup", wakeups.topic_name(settings))
-        self._event = self.codecs["events"]
-        self._input = self.codecs["profile-inputs"]
-
-    def decode_event(self, data: bytes) -> dict:
-        return self._event.decode(data)
-
-    def encode_input(self, record: dict) -> bytes:
-        return self._input.encode(record)
-
-    def decode_input(self, data: bytes) -> dict:
-        return self._input.decode(data)
-
-    def encode_profile(self, profile: dict) -> bytes:
-        return self.profile.encode(profile)
-
-    def decode_profile(self, data: bytes) -> dict:
-        return self.profile.decode(data)
+        self.profile = codec_for("profile", profiles.topic_name(settings))
+        self.alias = codec_for("alias", aliases.topic_name(settings))
+        self.wakeup = codec_for("wakeup", wakeups.topic_name(settings))
+        # Bound methods, not wrappers: called for every input.
+        self.decode_event = self.codecs["events"].decode
+        self.encode_input = self.codecs["profile-inputs"].encode
+        self.decode_input = self.codecs["profile-inputs"].decode
+        self.encode_profile = self.profile.encode
+        self.decode_profile = self.profile.decode
 
     def encode_output(self, topic: str, record: dict) -> bytes:
         data = self.codecs[topic].encode(record)

@@ -57,10 +57,11 @@ def register(topology) -> None:
         table.commit(outgoing)
         await topology.sender.submit(outgoing)
 
-    def forward(outgoing, kind, profile_id, record, **extra) -> None:
+    def forward(outgoing, kind, profile_id, record, event, **extra) -> None:
+        # The event goes decoded: the profile agent does not decode it again.
         routed = {"kind": kind, "profile_id": profile_id,
                   "source_partition": record.partition, "source_offset": record.offset,
-                  "event": record.value, "visitor_id": None, "member_id": None,
+                  "event": event, "visitor_id": None, "member_id": None,
                   "merge_id": None, "state": None, **extra}
         outgoing.add("profile-inputs", profile_id.encode(), encode_input(routed))
 
@@ -83,7 +84,7 @@ def register(topology) -> None:
             member = event["user_id"]
             alias = aliases.get(visitor)
             if member_at(alias, offset) == member:
-                forward(outgoing, "event", member, record)  # identified before: no merge
+                forward(outgoing, "event", member, record, event)  # identified before: no merge
                 return
             entries = list((alias or {}).get("entries", ()))
             if not any(e["since_offset"] == offset for e in entries):
@@ -92,15 +93,15 @@ def register(topology) -> None:
             aliases.put(visitor, {"entries": entries})
             merge_id = f"{visitor}>{member}@{record.partition}:{offset}"
             # The barrier first, to the member, before any later event routed to it ...
-            forward(outgoing, "identify", member, record, visitor_id=visitor,
+            forward(outgoing, "identify", member, record, event, visitor_id=visitor,
                     merge_id=merge_id)
             # ... and the hand-over through the visitor's partition, behind its events.
-            forward(outgoing, "merge_out", visitor, record, event=None, visitor_id=visitor,
+            forward(outgoing, "merge_out", visitor, record, None, visitor_id=visitor,
                     member_id=member, merge_id=merge_id)
             counters["identifies"] += 1
             return
         if event["user_id"]:
-            forward(outgoing, "event", event["user_id"], record)
+            forward(outgoing, "event", event["user_id"], record, event)
         else:
             target = member_at(aliases.get(visitor), offset) or canonical_id(event)
-            forward(outgoing, "event", target, record)
+            forward(outgoing, "event", target, record, event)
