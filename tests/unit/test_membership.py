@@ -98,13 +98,35 @@ def test_answered_heartbeats_and_syncs_renew_the_lease_from_when_they_were_sent(
 
 
 @pytest.mark.parametrize("code", [25, 22, 82])  # unknown member, illegal generation, fenced
-def test_a_refused_heartbeat_does_not_renew(code):
+def test_a_refused_heartbeat_loses_the_membership_for_good(code):
     clock = Clock()
     lease = _lease(clock)
-    coordinator, _ = _coordinator([SimpleNamespace(error_code=code)])
+    lease.renew(clock.now)
+    coordinator, _ = _coordinator([SimpleNamespace(error_code=code),
+                                   SimpleNamespace(error_code=0)])
     lease.watch_coordinator(coordinator)
     asyncio.run(coordinator._send_req(HeartbeatRequest("g", 1, "m")))
-    assert lease.renewed_at is None
+    clock.now += 1.0
+    asyncio.run(coordinator._send_req(SyncGroupRequest("g", 2, "m", "i", [])))  # it rejoined
+    with pytest.raises(Expired, match=f"error {code}"):
+        lease.check("a produce request")
+
+
+def test_a_rejoin_after_a_stall_does_not_make_the_old_work_writable():
+    """The woken worker's consumer thread may rejoin (a new generation, other partitions)
+    before its agents write what they computed for the partitions it had: the first request
+    after the stall finds the lease run out, and no answer renews it after that."""
+    clock = Clock()
+    lease = _lease(clock)
+    coordinator, _ = _coordinator([SimpleNamespace(error_code=0), SimpleNamespace(error_code=0)])
+    lease.watch_coordinator(coordinator)
+    lease.renew(clock.now)
+    clock.now += 17.0  # SIGSTOP
+    asyncio.run(coordinator._send_req(HeartbeatRequest("g", 1, "m")))  # answered: rebalanced
+    asyncio.run(coordinator._send_req(SyncGroupRequest("g", 2, "m", "i", [])))
+    assert lease.renewed_at == 1000.0 and lease.lost.startswith("no heartbeat")
+    with pytest.raises(Expired):
+        lease.check("a changelog record of the batch it was in")
 
 
 def test_the_renewal_counts_from_the_send_not_the_answer():

@@ -17,8 +17,12 @@ everywhere: a different worker). The worker keeps a lease instead:
   "rebalance in progress", a SyncGroup answered without error) renews the lease from the moment
   its request was sent: the coordinator received it later, so it cannot expire the member
   before `sent + session timeout`.
+- Once the lease has run out, or the coordinator answered that this member is unknown, of an
+  old generation or fenced, the membership is lost for good: a later rejoin does not renew it.
+  The woken worker's agents, caches and sender still hold work computed for the partitions it
+  had; after a rejoin (a new generation, maybe other partitions) that work is not its to write.
 - Right before a produce request is written to the broker's socket, the lease is checked; once
-  it has run out the worker stops at once, without writing or committing anything (exit code 70,
+  it is lost the worker stops at once, without writing or committing anything (exit code 70,
   as `fail_stop`). Its restart reads from the last commit; processing is idempotent.
 
 The clock is CLOCK_BOOTTIME where Linux has it (it keeps counting through a suspend), else
@@ -34,6 +38,9 @@ from typing import Callable
 from aiokafka.protocol.produce import ProduceRequest
 
 REBALANCE_IN_PROGRESS = 27  # Kafka's error code: the member is still in the group
+# The coordinator no longer knows this member as it was: unknown member, illegal generation,
+# fenced static instance.
+MEMBERSHIP_LOST = {25, 22, 82}
 
 
 def _clock() -> Callable[[], float]:
@@ -56,10 +63,11 @@ class MembershipLease:
         self.clock = clock or _clock()
         self.on_expired = on_expired
         self.renewed_at: float | None = None  # None: never a member, so nothing to fence
+        self.lost: str | None = None  # why the membership is lost for good
         self.fenced = 0  # produce requests refused (the worker stops at the first)
 
     def renew(self, sent_at: float) -> None:
-        if self.renewed_at is None or sent_at > self.renewed_at:
+        if self.lost is None and (self.renewed_at is None or sent_at > self.renewed_at):
             self.renewed_at = sent_at
 
     def remaining(self) -> float | None:
@@ -68,15 +76,19 @@ class MembershipLease:
             return None
         return self.renewed_at + self.session_timeout - self.clock()
 
-    def check(self, what: str) -> None:
-        """Before a write: stop the worker when its membership may have expired."""
+    def _ran_out(self) -> bool:
         left = self.remaining()
-        if left is not None and left <= 0:
+        if self.lost is None and left is not None and left <= 0:
+            self.lost = (f"no heartbeat was answered for {self.session_timeout - left:.1f}s "
+                         f"(session timeout {self.session_timeout:g}s)")
+        return self.lost is not None
+
+    def check(self, what: str) -> None:
+        """Before a write: stop the worker when its membership may have been lost."""
+        if self._ran_out():
             self.fenced += 1
-            self.on_expired(
-                f"{what}: no heartbeat was answered for {self.session_timeout - left:.1f}s "
-                f"(session timeout {self.session_timeout:g}s), so the group may have given "
-                "this worker's partitions to another; it writes nothing more")
+            self.on_expired(f"{what}: {self.lost}, so the group may have given this worker's "
+                            "partitions to another; it writes nothing more")
 
     # -- where it is wired in -------------------------------------------------------------
 
@@ -88,12 +100,15 @@ class MembershipLease:
 
         async def send_req(request):
             sent_at = clock()
+            self._ran_out()  # a request after a stall: lost before any answer can renew
             response = await send(request)
             name = type(request).__name__
             code = getattr(response, "error_code", None)
             if (name.startswith("HeartbeatRequest") and code in (0, REBALANCE_IN_PROGRESS)) \
                     or (name.startswith("SyncGroupRequest") and code == 0):
                 renew(sent_at)
+            elif code in MEMBERSHIP_LOST and self.lost is None:
+                self.lost = f"the group coordinator answered {name} with error {code}"
             return response
 
         coordinator._send_req = send_req
@@ -114,4 +129,4 @@ class MembershipLease:
         left = self.remaining()
         return {"session_timeout_s": self.session_timeout,
                 "lease_remaining_s": None if left is None else round(left, 3),
-                "fenced_writes": self.fenced}
+                "lost": self.lost, "fenced_writes": self.fenced}
