@@ -9,7 +9,9 @@ DuckDB is embedded, the default. Spark SQL runs the same statements over Iceberg
     sample              TABLESAMPLE BERNOULLI (p PERCENT)   TABLESAMPLE (p PERCENT)
     percentile          quantile_cont(x, q)                 percentile(x, q)
     replace a table     CREATE _next, DROP, RENAME          CREATE OR REPLACE TABLE ... AS
-    scratch table       CREATE OR REPLACE TEMP TABLE        CACHE TABLE (a cached temp view)
+    scratch table       CREATE OR REPLACE TEMP TABLE        CACHE TABLE ... AS, which the
+                                                            connection computes once (a local
+                                                            checkpoint, see sidecar/spark.py)
     upsert              INSERT OR REPLACE                   MERGE INTO
     transaction         BEGIN / COMMIT / ROLLBACK           none: each statement is a commit
     column types        VARCHAR, PRIMARY KEY                STRING, no keys
@@ -106,7 +108,8 @@ class SparkEngine(Engine):
         return [f"CREATE OR REPLACE TABLE {table} USING iceberg AS {select}"]
 
     def temp_table(self, name: str, select: str) -> list[str]:
-        # CACHE TABLE computes the rows now (eager) and keeps them for this session.
+        # The rows as they are now, for this session: SparkConnection computes this statement
+        # once (a sample, an audience's SQL must not give other rows when read again).
         return [*self.drop_temp(name), f"CACHE TABLE {name} AS {select}"]
 
     def drop_temp(self, name: str) -> list[str]:

@@ -33,8 +33,12 @@ def database_path(settings: Settings) -> Path:
     return settings.data_dir / "sidecar" / f"{settings.app_id}.duckdb"
 
 
-def archive_path(settings: Settings) -> Path:
-    return settings.data_dir / "sidecar" / settings.app_id / "archive"
+def archive_path(settings: Settings, spark=None) -> Path:
+    """The event archive's directory; the Spark sidecar keeps its own (its archive offsets are
+    in its Iceberg tables, DuckDB's in its database: one directory for both would hold the same
+    inputs twice under other file names)."""
+    base = settings.data_dir / "sidecar" / settings.app_id
+    return base / "spark" / "archive" if spark is not None else base / "archive"
 
 
 def results_path(settings: Settings) -> Path:
@@ -67,7 +71,7 @@ def _open(settings: Settings, wait: float = 0.0, spark=None
     else:
         path = database_path(settings)
         store = open_database(lambda: SparseStore(str(path)), path, wait)
-    return store, EventArchive(store.db, archive_path(settings))
+    return store, EventArchive(store.db, archive_path(settings, spark))
 
 
 async def follow(settings: Settings, once: bool = False, spark=None) -> dict:

@@ -46,7 +46,7 @@ class SidecarReader:
             self.db = spark.connect(settings)
             pin(self.db)
             self.db.register_parquet("events", sorted(
-                str(p) for p in archive_path(settings).glob(FILES)), SCHEMA)
+                str(p) for p in archive_path(settings, spark).glob(FILES)), SCHEMA)
             return
         path = database_path(settings)
         if not path.exists():

@@ -130,7 +130,13 @@ class SparkConnection:
         return ".".join(f"`{p}`" for p in parts)
 
     def execute(self, sql: str, params=None) -> SparkResult:
-        return SparkResult(self.spark.sql(bind(sql, params)))
+        sql = bind(sql, params)
+        scratch = _SCRATCH.fullmatch(sql)
+        if scratch:  # sidecar.engines' scratch table: computed once, here and now
+            df = self.spark.sql(scratch.group(2)).localCheckpoint(eager=True)
+            df.createOrReplaceTempView(scratch.group(1))
+            return SparkResult(None)
+        return SparkResult(self.spark.sql(sql))
 
     def sql(self, text: str) -> SparkResult:
         """SQL the sidecar did not write, run as written (checked before by the caller)."""
@@ -149,6 +155,12 @@ class SparkConnection:
             if view.isTemporary:
                 self.spark.sql(f"UNCACHE TABLE IF EXISTS `{view.name}`")
 
+
+# A scratch table (SparkEngine.temp_table). Spark's CACHE TABLE keeps a view whose rows may be
+# computed again (when the view's plan is analysed again, or a cached block is lost), which gives
+# other rows for a sample or an audience's SQL; a local checkpoint is computed once and read
+# from then on (lost with an executor: the statement then fails, it never gives other rows).
+_SCRATCH = re.compile(r"CACHE TABLE ([A-Za-z_][A-Za-z0-9_]*) AS (.*)", re.S)
 
 _SPARK_TYPES = {pa.string(): "STRING", pa.int64(): "BIGINT", pa.int32(): "INT",
                 pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}

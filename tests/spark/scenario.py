@@ -76,8 +76,13 @@ class Scenario:
         return touched
 
     def _write(self, partition: int, kind: str, profiles: list[dict]) -> dict:
+        # The model folds a visitor into its member without the topology's merge record: a
+        # member that received a fold gets one, so its marker row says `merged` as the
+        # stream's does (and the recount leaves it out).
+        folded = {p["merged_into"] for p in self.model.profiles.values() if p["merged_into"]}
         out = SnapshotFile(self.snapshots, partition, self.offsets[partition], kind)
-        out.add(profiles)
+        out.add([{**p, "merges_done": p["merges_done"] or ["folded"]}
+                 if p["profile_id"] in folded else p for p in profiles])
         return out.close()
 
     def stage_order(self) -> dict[tuple[str, int], list[str]]:
