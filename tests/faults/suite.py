@@ -187,9 +187,10 @@ class Run:
         next round."""
         self.caught_up(cluster)
         now = max(e["time"] for _, e in log)
+        moved = time.time()
         self.clock.set(now)
         self.report.wakeups += self.model.wake_until(now)
-        self._wait_for_wakeups(cluster)
+        self._wait_for_wakeups(cluster, moved)
 
     def wait_for_definitions(self, cluster: Cluster, applied: dict, timeout: float = 60) -> None:
         """Until every running worker's /stats/ shows the applied versions."""
@@ -213,33 +214,44 @@ class Run:
         now = last + 60 * DAY
         self.clock.set(now)
         before = len(self.model.outputs["journey-transitions"])
+        moved = time.time()
         woken = self.model.wake_until(now)
         assert len(self.model.outputs["journey-transitions"]) > before or not woken
         self.report.wakeups += woken
-        self._wait_for_wakeups(cluster)
+        self._wait_for_wakeups(cluster, moved)
 
-    def _wait_for_wakeups(self, cluster: Cluster) -> None:
+    def _wait_for_wakeups(self, cluster: Cluster, moved: float) -> None:
+        """Until the timers of the owners of every partition have read their index since the
+        clock moved and found nothing due (a worker in recovery, or a partition between
+        owners, has not), and everything they sent is applied."""
         deadline = time.monotonic() + 300
-        time.sleep(1.0)  # a timer tick after the clock moved
+        since = moved
         while time.monotonic() < deadline:
             self.caught_up(cluster)
-            if self._pending_wakeups(cluster) == 0:
-                self.caught_up(cluster)
-                return
-            time.sleep(0.5)
+            scanned = time.time()
+            if self._no_wakeups_due(cluster, since):
+                if since > moved:  # and a scan after what it sent was applied: none again
+                    return
+                since = scanned
+            time.sleep(0.3)
         raise AssertionError("due wake-ups were not applied")
 
-    def _pending_wakeups(self, cluster: Cluster) -> int:
+    def _no_wakeups_due(self, cluster: Cluster, since: float) -> bool:
         from cjo.web_client import WebError, get_json
 
-        pending = 0
+        checked: set[int] = set()
         for s, p in zip(cluster.settings, cluster.procs):
             if p and p.running():
                 try:
-                    pending += get_json(s, "/stats/").get("wakeups_pending_due", 0)
+                    stats = get_json(s, "/stats/")
                 except (OSError, WebError):  # starting, or stopping itself: ask again
-                    pending += 1
-        return pending
+                    return False
+                if stats.get("wakeups_checked_at", 0) < since:
+                    return False
+                if stats.get("wakeups_pending_due", 0):
+                    return False
+                checked.update(stats.get("wakeups_checked_partitions", []))
+        return checked == set(range(self.settings.partitions))
 
     def compare(self) -> Report:
         r = self.report

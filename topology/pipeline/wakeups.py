@@ -87,6 +87,11 @@ class WakeupTimer:
                       "due": int(due)}
             await send("profile-inputs", profile_id.encode(), wire.encode_input(record))
             self.sent[key] = time.monotonic()
-        self.topology.stats.counters["wakeups_pending_due"] = pending
+        counters = self.topology.stats.counters
+        counters["wakeups_pending_due"] = pending
+        # When the owned partitions' index was last read: a pending count older than the
+        # clock's last move (or the last rebalance) says nothing about the waits due now.
+        counters["wakeups_checked_at"] = time.time()
+        counters["wakeups_checked_partitions"] = self.owned_partitions()
         if len(self.sent) > 100_000:
             self.sent.clear()
