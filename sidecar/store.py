@@ -20,6 +20,8 @@ import hashlib
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sidecar.engines import ENGINES, engine_of, run
 
@@ -49,6 +51,19 @@ def add_missing_columns(db, table: str) -> None:
     for name in ADDED:
         if name not in have:
             db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {TYPES[name]}')
+
+
+def read_file(path: str) -> bytes:
+    """A snapshot file's bytes, from a local path or a URI of any filesystem pyarrow knows
+    (file://, s3://, gs://, abfs://, hdfs://; credentials from the environment as pyarrow
+    reads them)."""
+    if "://" not in path:
+        return Path(path).read_bytes()
+    from pyarrow import fs
+
+    filesystem, inner = fs.FileSystem.from_uri(path)
+    with filesystem.open_input_stream(inner) as f:
+        return f.read()
 
 
 class SnapshotError(RuntimeError):
@@ -88,11 +103,11 @@ class SparseStore:
         for f in manifest["files"]:
             if f["path"] in done:
                 continue
-            data = Path(f["path"]).read_bytes() if "://" not in f["path"] else None
-            if data is not None and hashlib.sha256(data).hexdigest() != f["sha256"]:
+            data = read_file(f["path"])
+            if hashlib.sha256(data).hexdigest() != f["sha256"]:
                 raise SnapshotError(f"{f['path']}: checksum does not match the manifest")
             staged += self._fold(f["path"], manifest["partition"], f["offset"],
-                                 full=f["kind"] == "full")
+                                 full=f["kind"] == "full", data=data)
         return staged
 
     def checkpoint(self) -> None:
@@ -106,26 +121,33 @@ class SparseStore:
         else:
             self.db.execute("CHECKPOINT")
 
-    def _stage(self, path: str) -> None:
+    def _stage(self, path: str, data: bytes | None) -> None:
         """The file's rows as the scratch table `staging` (a file from before `last_reached`
-        reads it as null)."""
+        reads it as null). Spark reads the path itself (its executors, by their Hadoop
+        filesystems); DuckDB reads a local path itself and a URI's bytes, already read."""
         if self.engine.name == "spark":
             from topology.pipeline.snapshots import SCHEMA
 
             self.db.register_parquet("staging", [path], SCHEMA)
             return
-        self.db.execute("CREATE OR REPLACE TEMP TABLE staging AS "
-                        "SELECT * FROM read_parquet(?)", [path])
+        if "://" in path and data is not None:
+            self.db.register("staging_file", pq.read_table(pa.BufferReader(data)))
+            self.db.execute("CREATE OR REPLACE TEMP TABLE staging AS SELECT * FROM staging_file")
+            self.db.unregister("staging_file")
+        else:
+            self.db.execute("CREATE OR REPLACE TEMP TABLE staging AS "
+                            "SELECT * FROM read_parquet(?)", [path])
         add_missing_columns(self.db, "staging")
 
-    def _fold(self, path: str, partition: int, offset: int, full: bool) -> int:
+    def _fold(self, path: str, partition: int, offset: int, full: bool,
+              data: bytes | None = None) -> int:
         """Fold one file. On DuckDB in one transaction; on Spark statement by statement in an
         order that makes folding the same file again give the same tables (a crash before
         `loaded_files` names it): the live table first, the bookkeeping last."""
         db, e = self.db, self.engine
         run(db, e.begin())
         try:
-            self._stage(path)
+            self._stage(path, data)
             # A full snapshot of a partition replaces the partition's profiles: those it names,
             # and the ones loaded from this partition before (a merged visitor may be gone).
             scope = ("SELECT profile_id FROM staging WHERE key = 'profile' UNION "

@@ -5,6 +5,8 @@ Readers of the Iceberg tables see one published fold, and SQL the sidecar did no
 nothing but its tables there either."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -237,6 +239,7 @@ def test_a_reader_sees_the_published_fold_not_a_half_done_one(both, tmp_path):
     out = SnapshotFile(tmp_path, part, scenario.offsets[part] + 5, "delta")
     out.add([{**scenario.model.profiles[pid], "journeys": {}, "segments": []}])
     entry = out.close()
+    entry["path"] = Path(entry["path"]).as_uri()  # a file named by a URI, as on shared storage
     writer = SparseStore.on(spark)
     writer.load_manifest({"partition": part, "offset": entry["offset"],
                           "files": [*scenario.manifests[part]["files"], entry]})
