@@ -282,8 +282,8 @@ class Run:
         return r
 
 
-def _pause(rng: random.Random) -> None:
-    time.sleep(rng.uniform(0.2, 2.5))  # the worker is in the middle of the round's events
+def _pause(rng: random.Random, longest: float = 2.5) -> None:
+    time.sleep(rng.uniform(0.2, longest))  # the worker is in the middle of the round's events
 
 
 def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
@@ -298,7 +298,9 @@ def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
         for i, log in enumerate(rounds):
             run.send(log)
             for _ in range(strikes[i]):
-                _pause(run.rng)
+                # Within the commit interval (1 s): a worker applies a round of 1,000 events in
+                # a fraction of a second and commits it by the next interval.
+                _pause(run.rng, longest=1.0)
                 cluster.kill()
                 run.report.kills += 1
                 cluster.start()
