@@ -132,22 +132,29 @@ def version_rows(db, journey: str, version: int):
 
 def funnel(db, journey: str, version: int, order: list[str] | None = None) -> list[StageCounts]:
     stages = stages_of(db, journey, version, order)
+    if not stages:
+        return []
     e = engine_of(db)
-    out = []
+    stay = f"last_left - {REACHED}"
     with version_rows(db, journey, version):
+        # Two statements per journey version (on Spark a statement is a job, so not one per
+        # set): every set's count of every stage, and the stays' percentiles per stage.
+        counts = {}
+        parts = []
         for i, stage in enumerate(stages):
             following = stages[i + 1] if i + 1 < len(stages) else None
-            sets = stage_sets(stage, following)
-            stay = f"last_left - {REACHED}"
-            # One statement per stage: each set's count, and the stays' percentiles.
-            *counts, p50, p90 = db.execute(
-                "SELECT " + ", ".join(f"(SELECT count(*) FROM ({sql}))" for sql in sets.values())
-                + f", {e.percentile(stay, 0.5)}, {e.percentile(stay, 0.9)} "
-                f"FROM {ROWS} WHERE key = ? AND last_left IS NOT NULL",
-                [f"stage:{stage}"]).fetchone()
-            out.append(StageCounts(journey, version, stage, **dict(zip(sets, counts)),
-                                   p50_ms=p50, p90_ms=p90))
-    return out
+            for name, sql in stage_sets(stage, following).items():
+                parts.append(f"SELECT {i} AS stage, {_lit(name)} AS name, count(*) AS n "
+                             f"FROM ({sql}) s{len(parts)}")
+        for i, name, n in db.execute(" UNION ALL ".join(parts)).fetchall():
+            counts.setdefault(stages[i], {})[name] = n
+        stays = {key[len("stage:"):]: (p50, p90) for key, p50, p90 in db.execute(
+            f"SELECT key, {e.percentile(stay, 0.5)}, {e.percentile(stay, 0.9)} FROM {ROWS} "
+            f"WHERE substr(key, 1, 6) = 'stage:' AND last_left IS NOT NULL GROUP BY key"
+        ).fetchall()}
+    return [StageCounts(journey, version, stage, **counts[stage],
+                        p50_ms=stays.get(stage, (None, None))[0],
+                        p90_ms=stays.get(stage, (None, None))[1]) for stage in stages]
 
 
 def steps(db, journey: str, version: int) -> list[StepCount]:
