@@ -309,14 +309,20 @@ def _topology(settings, wire, partition: int):
     name = settings.topic("profile-inputs")
     from faust.types import TP
 
+    from topology.machinery.sending import Outgoing
+
     app = SimpleNamespace(
         rebalancing=False,  # stores_settled: no rebalance...
         tables=SimpleNamespace(recovery=SimpleNamespace(
             completed=SimpleNamespace(is_set=lambda: True))),  # ...and recovery completed
         assignor=SimpleNamespace(assigned_actives=lambda: {TP(name, partition)}))
+    async def submit(outgoing) -> None:  # no agent here: nothing cached to write first
+        return None
+
     return SimpleNamespace(settings=settings, wire=wire, app=app,
                            topics={"profile-inputs": SimpleNamespace(get_topic_name=lambda: name)},
-                           stats=SimpleNamespace(counters=Counter()))
+                           stats=SimpleNamespace(counters=Counter()),
+                           write_tables=Outgoing, sender=SimpleNamespace(submit=submit))
 
 
 async def _with_agent(write) -> dict:
