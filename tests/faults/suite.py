@@ -342,11 +342,12 @@ def takeover_scenario(settings: Settings, workdir: Path, events: int, seed: int 
         cluster.stop()
 
 
-def broker_scenario(settings: Settings, workdir: Path, events: int, broker,
-                    seed: int = 3) -> Report:
-    """The broker stops for a few seconds mid-run and starts again; workers that give up are
-    restarted like a supervisor would."""
-    run = Run(settings, "broker", events, seed, workdir)
+def broker_scenario(settings: Settings, workdir: Path, events: int, broker, seed: int = 3,
+                    kill: bool = False) -> Report:
+    """The broker stops mid-round and starts again: cleanly (`broker`), or by kill -9 of its JVM
+    with no clean shutdown, its log recovered on start (`broker-kill`). Workers that give up
+    while it is away are restarted like a supervisor would."""
+    run = Run(settings, "broker-kill" if kill else "broker", events, seed, workdir)
     cluster = Cluster(run.settings, workdir, run.clock)
     cluster.start()
     cluster.ready()
@@ -356,11 +357,14 @@ def broker_scenario(settings: Settings, workdir: Path, events: int, broker,
             run.send(log)
             if i == len(rounds) // 2:
                 _pause(run.rng)
-                broker.stop()
+                if kill:
+                    broker.kill()
+                else:
+                    broker.stop()
                 run.report.kills += 1
-                time.sleep(3.0)
+                time.sleep(2.0 if kill else 3.0)
                 started = time.monotonic()
-                broker.start(timeout=120)
+                broker.start(timeout=180)
                 if not cluster.procs[0].running():
                     cluster.start()
                     run.report.restarts += 1
@@ -443,37 +447,7 @@ def stall_scenario(settings: Settings, workdir: Path, events: int, stalls: int =
 
 def broker_kill_scenario(settings: Settings, workdir: Path, events: int, broker,
                          seed: int = 6) -> Report:
-    """kill -9 of the broker's JVM mid-round (no clean shutdown: the log is recovered on
-    start); workers that give up while it is away are restarted like a supervisor would."""
-    run = Run(settings, "broker-kill", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock)
-    cluster.start()
-    cluster.ready()
-    rounds = run.rounds
-    try:
-        for i, log in enumerate(rounds):
-            run.send(log)
-            if i == len(rounds) // 2:
-                _pause(run.rng)
-                broker.kill()
-                run.report.kills += 1
-                time.sleep(2.0)
-                started = time.monotonic()
-                broker.start(timeout=180)
-                if not cluster.procs[0].running():
-                    cluster.start()
-                    run.report.restarts += 1
-                cluster.ready()
-                run.report.recovery_s.append(time.monotonic() - started)
-            if not cluster.procs[0].running():
-                cluster.start()
-                run.report.restarts += 1
-                cluster.ready()
-            run.next_day(cluster, log)
-        run.wake_everything(cluster)
-        return run.compare()
-    finally:
-        cluster.stop()
+    return broker_scenario(settings, workdir, events, broker, seed, kill=True)
 
 
 def changed_definitions(source: str) -> str:

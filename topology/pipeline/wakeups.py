@@ -52,9 +52,9 @@ class WakeupTimer:
         return sorted(tp.partition for tp in self.topology.app.assignor.assigned_actives()
                       if tp.topic == topic)
 
-    def due_entries(self, now_ms: int):
+    def due_entries(self, now_ms: int, partitions: list[int]):
         store = self.index.data
-        for partition in self.owned_partitions():
+        for partition in partitions:
             try:
                 db = store._db_for_partition(partition)  # Faust's RocksDB store, per partition
             except Exception:  # not open yet (recovery): next tick
@@ -74,7 +74,8 @@ class WakeupTimer:
         wire = self.topology.wire
         send = self.topology.sender.send
         pending = 0
-        for key in list(self.due_entries(now_ms)):
+        owned = self.owned_partitions()  # what this tick reads, and says it read
+        for key in list(self.due_entries(now_ms, owned)):
             pending += 1
             last = self.sent.get(key)
             if last is not None and time.monotonic() - last < RESEND_AFTER:
@@ -92,6 +93,6 @@ class WakeupTimer:
         # When the owned partitions' index was last read: a pending count older than the
         # clock's last move (or the last rebalance) says nothing about the waits due now.
         counters["wakeups_checked_at"] = time.time()
-        counters["wakeups_checked_partitions"] = self.owned_partitions()
+        counters["wakeups_checked_partitions"] = owned
         if len(self.sent) > 100_000:
             self.sent.clear()
