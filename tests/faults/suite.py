@@ -84,36 +84,57 @@ HEADER = (f"{'scenario':<11}{'events':>9}{'kills':>7}{'restarts':>10}{'profiles'
 
 
 class Cluster:
-    """The workers of one scenario: start, kill -9, restart, wait until ready."""
+    """The workers of one scenario: start, kill -9, restart, wait until ready. It also stands in
+    for a supervisor (systemd's Restart=, a Kubernetes pod): a worker that exits on its own,
+    e.g. one that stopped itself because its group membership lapsed while the broker was away,
+    is started again and counted as a restart. A worker the scenario killed stays down until
+    the scenario starts it."""
 
-    def __init__(self, settings: Settings, logs: Path, clock: Clock, workers: int = 1) -> None:
+    def __init__(self, settings: Settings, logs: Path, clock: Clock, report: "Report",
+                 workers: int = 1) -> None:
         self.clock = clock
         self.logs = logs
+        self.report = report
         from deploy.ports import free_port
 
         self.settings = [settings] + [settings.with_(web_port=free_port())
                                       for _ in range(workers - 1)]
         self.procs: list[WorkerProcess | None] = [None] * workers
+        self.down: set[int] = set()
         self.starts = 0
 
     def start(self, i: int = 0) -> WorkerProcess:
         self.starts += 1
+        self.down.discard(i)
         proc = WorkerProcess(self.settings[i], self.logs / f"worker{i}-{self.starts}.log",
                              {"CJO_CLOCK_FILE": self.clock.path}).start()
         self.procs[i] = proc
         return proc
 
     def kill(self, i: int = 0) -> None:
+        self.down.add(i)
         self.procs[i].kill()
+
+    def supervise(self) -> bool:
+        """Start again every worker that exited on its own; true while any worker runs."""
+        for i, proc in enumerate(self.procs):
+            if proc is not None and i not in self.down and not proc.running():
+                self.start(i)
+                self.report.restarts += 1
+        return self.alive()
 
     def ready(self, i: int = 0, timeout: float = 180.0, partitions: int | None = None) -> float:
         """Seconds until worker i answers /ready (and owns `partitions` partitions, if
-        given)."""
+        given). A worker that keeps exiting (three restarts here) fails the scenario."""
         started = time.monotonic()
+        restarts = self.report.restarts
         while time.monotonic() - started < timeout:
             proc = self.procs[i]
             if not proc.running():
-                raise AssertionError(f"worker {i} died:\n{proc.log_tail()}")
+                if i in self.down or self.report.restarts - restarts >= 3:
+                    raise AssertionError(f"worker {i} died:\n{proc.log_tail()}")
+                self.supervise()
+                continue
             try:
                 status, _, body = call(self.settings[i], "/ready", token="", timeout=5)
             except OSError:
@@ -177,7 +198,7 @@ class Run:
         ok = asyncio.run(wait_until_caught_up(
             self.settings.bootstrap_servers, self.settings.app_id,
             [self.settings.topic("events"), self.settings.topic("profile-inputs")],
-            timeout=timeout, alive=cluster.alive))
+            timeout=timeout, alive=cluster.supervise))
         assert ok, "the workers did not catch up:\n" + "\n".join(
             p.log_tail(30) for p in cluster.procs if p is not None)
 
@@ -289,7 +310,7 @@ def _pause(rng: random.Random, longest: float = 2.5) -> None:
 def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
                   seed: int = 1) -> Report:
     run = Run(settings, "kill", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report)
     cluster.start()
     cluster.ready()
     rounds = run.rounds
@@ -315,7 +336,7 @@ def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
 
 def takeover_scenario(settings: Settings, workdir: Path, events: int, seed: int = 2) -> Report:
     run = Run(settings.with_(standby_replicas=1), "takeover", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock, workers=2)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report, workers=2)
     total = run.settings.partitions
     cluster.start(0)
     cluster.ready(0, partitions=total)
@@ -348,7 +369,7 @@ def broker_scenario(settings: Settings, workdir: Path, events: int, broker, seed
     with no clean shutdown, its log recovered on start (`broker-kill`). Workers that give up
     while it is away are restarted like a supervisor would."""
     run = Run(settings, "broker-kill" if kill else "broker", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report)
     cluster.start()
     cluster.ready()
     rounds = run.rounds
@@ -365,16 +386,9 @@ def broker_scenario(settings: Settings, workdir: Path, events: int, broker, seed
                 time.sleep(2.0 if kill else 3.0)
                 started = time.monotonic()
                 broker.start(timeout=180)
-                if not cluster.procs[0].running():
-                    cluster.start()
-                    run.report.restarts += 1
-                cluster.ready()
+                cluster.ready()  # restarts the worker if it gave up while the broker was away
                 run.report.recovery_s.append(time.monotonic() - started)
-            if not cluster.procs[0].running():  # a worker that gave up while it was down
-                cluster.start()
-                run.report.restarts += 1
-                cluster.ready()
-            run.next_day(cluster, log)
+            run.next_day(cluster, log)  # so does waiting: it may give up a moment later
         run.wake_everything(cluster)
         return run.compare()
     finally:
@@ -383,7 +397,7 @@ def broker_scenario(settings: Settings, workdir: Path, events: int, broker, seed
 
 def lost_state_scenario(settings: Settings, workdir: Path, events: int, seed: int = 4) -> Report:
     run = Run(settings.with_(standby_replicas=0), "lost-state", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report)
     cluster.start()
     cluster.ready()
     rounds = run.rounds
@@ -413,7 +427,7 @@ def stall_scenario(settings: Settings, workdir: Path, events: int, stalls: int =
     with the batch it was in the middle of. A worker that stops itself on waking (it may have
     lost its partitions) is restarted, as a supervisor would."""
     run = Run(settings.with_(standby_replicas=1), "stall", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock, workers=2)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report, workers=2)
     cluster.start(0)
     cluster.ready(0, partitions=run.settings.partitions)
     cluster.start(1)
@@ -474,7 +488,7 @@ def definitions_scenario(settings: Settings, workdir: Path, events: int, seed: i
     once the worker runs the new versions (the exact switch point under load is not
     observable from outside, so it is not tried here)."""
     run = Run(settings, "definitions", events, seed, workdir)
-    cluster = Cluster(run.settings, workdir, run.clock)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report)
     cluster.start()
     cluster.ready()
     rounds = run.rounds
