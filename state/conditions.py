@@ -487,6 +487,27 @@ def referenced_segments(cond: Condition) -> set[str]:
     return {node.segment for _, node in walk(cond) if isinstance(node, InSegment)}
 
 
+def events_read(cond: Condition) -> frozenset[str] | None:
+    """The event names whose recording can change the condition's value, segment references
+    aside (the judge follows those itself); None when any input can: the condition reads the
+    clock (`since.*`, counts `within` a window), the current event or its request, `count.*`,
+    `first_seen` or `last_seen`. A condition that reads only `count.<event>`, `sum|min|max|avg`
+    of an event's field and latest values (`last.*`, `attribute.*`) keeps its value until an
+    event of one of those names comes."""
+    names: set[str] = set()
+    for _, node in walk(cond):
+        if not isinstance(node, Comparison):
+            continue
+        ref = node.ref
+        if isinstance(ref, Count) and ref.event is not None and ref.within is None:
+            names.add(ref.event)
+        elif isinstance(ref, (Aggregate, LastValue)):
+            names.add(ref.event)
+        else:
+            return None
+    return frozenset(names)
+
+
 def uses_current_event(cond: Condition) -> bool:
     """True when the condition reads the current event or its request (event.*, request.*)."""
     return any(isinstance(node, Comparison) and isinstance(node.ref, EVENT_REFERENCES)

@@ -25,7 +25,9 @@ the version it entered with, so every version is kept (`journey_versions`).
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -34,7 +36,8 @@ from typing import Iterable
 import yaml
 
 from state.conditions import (EVENT_REFERENCES, Comparison, Condition, ConditionError,
-                              InSegment, parse_condition, to_source, walk)
+                              InSegment, events_read, parse_condition, referenced_segments,
+                              to_source, walk)
 from state.definition_errors import DefinitionError, bad_id, valid_id
 from state.journey_definitions import journey_source, parse_journey
 from state.journeys import Journey
@@ -88,6 +91,32 @@ class DefinitionSet:
     def latest_journeys(self) -> dict[str, Journey]:
         """`journeys` by id; built once per definition set (it is read on every event)."""
         return {j.id: j for j in self.journeys}
+
+    @cached_property
+    def segment_inputs(self) -> tuple[tuple[Segment, frozenset[str] | None, frozenset[str]],
+                                      ...]:
+        """Per segment, in dependency order: the event names whose recording can change its
+        condition (None: any input can, or it refers to a batch audience, which changes
+        between events), and the segments it refers to. A batch audience has no condition."""
+        audiences = {s.id for s in self.segments if s.condition is None}
+        plan = []
+        for segment in self.segments:
+            if segment.condition is None:
+                plan.append((segment, frozenset(), frozenset()))
+                continue
+            refs = frozenset(referenced_segments(segment.condition))
+            names = None if refs & audiences else events_read(segment.condition)
+            plan.append((segment, names, refs))
+        return tuple(plan)
+
+    @cached_property
+    def segments_key(self) -> int:
+        """A digest of the segments (ids, conditions, order), equal in every process: a profile
+        judged under another key has memberships another definition set gave."""
+        text = json.dumps([[s.id, to_source(s.condition) if s.condition else None, s.sql]
+                           for s in self.segments], sort_keys=True, separators=(",", ":"))
+        digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") >> 1  # fits a signed long
 
     @property
     def raw_journeys(self) -> tuple[dict, ...]:

@@ -176,7 +176,8 @@ def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     event = record["event"]
     record_event(profile, event, limits)
     source = source_of(record)
-    members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"])
+    members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"],
+                                      event_name=event["name"])
     outputs += fire_deliveries(profile, event, members, defs, source)
     outputs += advance(profile, defs.journey_versions, _latest(defs), event, members,
                        event["time"], source, event["event_id"], limits=limits)
