@@ -31,21 +31,25 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Iterable
+from typing import Callable, Iterable
 
 import yaml
 
 from state.conditions import (EVENT_REFERENCES, Comparison, Condition, ConditionError,
-                              InSegment, events_read, parse_condition, referenced_segments,
+                              EvalContext, InSegment, events_read, parse_condition, referenced_segments,
                               to_source, walk)
 from state.definition_errors import DefinitionError, bad_id, valid_id
 from state.journey_definitions import journey_source, parse_journey
 from state.journeys import Journey
+from state.profile import new_profile
 from state.splits import pick
 
 TOP_KEYS = ("segments", "deliveries", "journeys")
 SEGMENT_KEYS = ("id", "description", "condition", "sql")
 MAX_SQL = 20_000  # characters of an audience's SQL
+# Event names whose segments-to-judge a definition set keeps at hand (any name beyond is planned
+# on each event: producers choose the names).
+MAX_PLANS = 1000
 DELIVERY_KEYS = ("id", "segment", "trigger", "limits", "variants")
 LIMIT_KEYS = {"total": "limits_total", "per_day": "limits_per_day"}
 VARIANT_KEYS = ("id", "weight", "payload")
@@ -93,12 +97,17 @@ class DefinitionSet:
         return {j.id: j for j in self.journeys}
 
     @cached_property
+    def audience_ids(self) -> frozenset[str]:
+        """The batch audiences: segments whose members the sidecar computes."""
+        return frozenset(s.id for s in self.segments if s.condition is None)
+
+    @cached_property
     def segment_inputs(self) -> tuple[tuple[Segment, frozenset[str] | None, frozenset[str]],
                                       ...]:
         """Per segment, in dependency order: the event names whose recording can change its
         condition (None: any input can, or it refers to a batch audience, which changes
         between events), and the segments it refers to. A batch audience has no condition."""
-        audiences = {s.id for s in self.segments if s.condition is None}
+        audiences = self.audience_ids
         plan = []
         for segment in self.segments:
             if segment.condition is None:
@@ -108,6 +117,37 @@ class DefinitionSet:
             names = None if refs & audiences else events_read(segment.condition)
             plan.append((segment, names, refs))
         return tuple(plan)
+
+    def segments_an_event_can_change(self, name: str) -> tuple[tuple[str, Callable, frozenset[str],
+                                                                    bool], ...]:
+        """The segments (dependency order) to look at after an event of `name`, for a profile
+        judged under these definitions: (id, test, referenced segments, reads), where `reads`
+        says the event can change the condition itself; the others change only when a segment
+        they refer to changes. Batch audiences are not among them."""
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = tuple((s.id, s.condition.test, refs, names is None or name in names)
+                         for s, names, refs in self.segment_inputs
+                         if s.condition is not None and (names is None or name in names or refs))
+            if len(self._plans) < MAX_PLANS:
+                self._plans[name] = plan
+        return plan
+
+    @cached_property
+    def segments_of_no_history(self) -> frozenset[str]:
+        """The segments (batch audiences aside) a profile with no events is in: those whose
+        condition holds of an empty history (`not: {count.purchase: ...}`). Judged once: with
+        no events, no reference reads the clock (counts are 0, times missing)."""
+        members: set[str] = set()
+        ctx = EvalContext(profile=new_profile(""), event=None, now=0, segments=members)
+        for segment in self.segments:
+            if segment.condition is not None and segment.condition.test(ctx):
+                members.add(segment.id)
+        return frozenset(members)
+
+    @cached_property
+    def _plans(self) -> dict[str, tuple]:
+        return {}
 
     @cached_property
     def segments_key(self) -> int:

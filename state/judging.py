@@ -29,42 +29,70 @@ JUDGED = "segments"
 
 
 def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
-                   caused_by: str, event_name: str | None = None) -> tuple[set, list[Output]]:
+                   caused_by: str, event_name: str | None = None,
+                   first: bool = False) -> tuple[set, list[Output]]:
     """Judge the profile's segments at `now`. Given `event_name` (the input is an event of
     that name, already recorded), a segment whose condition such an event cannot change (see
     DefinitionSet.segment_inputs) keeps the membership it has, unless a segment it refers to
     changed now: the result is the same as judging all of them, for a fraction of the work.
-    Every segment is judged when the profile's memberships come from other definitions, or
-    from none (a new profile), and when `event_name` is None."""
+    `first` says the event is the profile's first: its memberships before it are those of no
+    history under these definitions. Every segment is judged when the profile's memberships
+    come from other definitions, and when `event_name` is None."""
+    positions = profile["positions"]
+    before = profile["segments"]
+    if first and event_name is not None:
+        audiences = defs.audience_ids
+        members = set(defs.segments_of_no_history)
+        members.update(s for s in before if s in audiences)
+    elif event_name is None or positions.get(JUDGED) != defs.segments_key:
+        positions[JUDGED] = defs.segments_key
+        return _judge_all(profile, defs, now, source, caused_by)
+    else:
+        members = set(before)  # later segments are in it too: none refers to them
+    positions[JUDGED] = defs.segments_key
+    ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
+    changed: set = set()
+    for sid, test, refs, reads in defs.segments_an_event_can_change(event_name):
+        if reads or (changed and not changed.isdisjoint(refs)):
+            inside = test(ctx)
+            if inside != (sid in members):
+                changed.add(sid)
+                if inside:
+                    members.add(sid)
+                else:
+                    members.discard(sid)
+    if not changed and not first:
+        return members, []
+    was = set(before)
+    if members == was:
+        return members, []
+    pid = profile["profile_id"]
+    now_in = sorted(members)
+    outputs = [_change(pid, seg, "entered", now, source, caused_by)
+               for seg in now_in if seg not in was]
+    outputs += [_change(pid, seg, "left", now, source, caused_by)
+                for seg in before if seg not in members]
+    profile["segments"] = now_in
+    return set(members), outputs
+
+
+def _judge_all(profile: dict, defs: DefinitionSet, now: int, source: str,
+               caused_by: str) -> tuple[set, list[Output]]:
     members: set = set()  # grows in dependency order: later segments see earlier ones
     ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
     before = profile["segments"]
-    was = set(before)
-    positions = profile["positions"]
-    judge_all = event_name is None or positions.get(JUDGED) != defs.segments_key
-    changed: set = set()
-    for segment, names, refs in defs.segment_inputs:
-        sid = segment.id
+    for segment in defs.segments:
         condition = segment.condition
         if condition is None:  # a batch audience: the sidecar says who is in it
-            inside = sid in was
-        elif (judge_all or names is None or event_name in names
-              or (changed and not changed.isdisjoint(refs))):
-            inside = condition.test(ctx)
-            if inside != (sid in was):
-                changed.add(sid)
-        else:
-            inside = sid in was
-        if inside:
-            members.add(sid)
-    positions[JUDGED] = defs.segments_key
-    if not (changed or judge_all):  # (judged in full, a segment removed is left below)
-        return set(members), []
+            if segment.id in before:
+                members.add(segment.id)
+        elif condition.test(ctx):
+            members.add(segment.id)
     pid = profile["profile_id"]
     # Sorted by id, so that neither memberships nor outputs depend on definition order.
     now_in = sorted(members)
     outputs = [_change(pid, seg, "entered", now, source, caused_by)
-               for seg in now_in if seg not in was] if now_in != before else []
+               for seg in now_in if seg not in before] if now_in != before else []
     outputs += [_change(pid, seg, "left", now, source, caused_by)
                 for seg in before if seg not in members]
     profile["segments"] = now_in

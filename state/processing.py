@@ -174,10 +174,11 @@ def _apply_audience(profile, record, offset, defs, wire, sends, limits) -> None:
 
 def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     event = record["event"]
+    first = profile["last_seen"] is None
     record_event(profile, event, limits)
     source = source_of(record)
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"],
-                                      event_name=event["name"])
+                                      event_name=event["name"], first=first)
     outputs += fire_deliveries(profile, event, members, defs, source)
     outputs += advance(profile, defs.journey_versions, _latest(defs), event, members,
                        event["time"], source, event["event_id"], limits=limits)

@@ -45,9 +45,10 @@ def _event(name: str, t: int, n: int, values: dict | None = None) -> dict:
             "request_id": None, "values": values or {}}
 
 
-def _judge(profile, defs, event, incremental: bool):
+def _judge(profile, defs, event, incremental: bool, first: bool = False):
     return judge_segments(profile, defs, event["time"], f"0:{event['event_id']}",
-                          event["event_id"], event_name=event["name"] if incremental else None)
+                          event["event_id"], event_name=event["name"] if incremental else None,
+                          first=first)
 
 
 NAMES = ("view", "purchase", "attribute", "add_to_cart", "click", "identify", "__metadata")
@@ -77,9 +78,10 @@ def test_judging_what_an_event_can_change_is_judging_everything(source, steps):
         t += gap
         values = data.draw(VALUES[name]) if name in VALUES else {}
         event = _event(name, t - (HOUR if gap == 1 else 0), n, values)  # some come late
+        first = fast["last_seen"] is None
         record_event(fast, event)
         record_event(full, event)
-        got = _judge(fast, defs, event, incremental=True)
+        got = _judge(fast, defs, event, incremental=True, first=first)
         want = _judge(full, defs, event, incremental=False)
         assert got == want, (n, event)
         assert fast["segments"] == full["segments"]
@@ -96,13 +98,14 @@ segments:
 """)
 
 
-def test_a_new_profile_is_judged_on_every_segment():
+def test_a_condition_true_of_no_history_holds_from_the_first_event():
     """A condition true of an empty history (no purchase yet) holds from the first event,
-    whatever its name."""
+    whatever its name, and the first event's outputs say so."""
+    assert DEFS_V2.segments_of_no_history == {"not_buyers"}
     profile = new_profile("v1")
     event = _event("view", T0, 1)
     record_event(profile, event)
-    members, outputs = _judge(profile, DEFS_V2, event, incremental=True)
+    members, outputs = _judge(profile, DEFS_V2, event, incremental=True, first=True)
     assert members == {"viewers", "not_buyers"}
     assert [o.record["change_id"] for o in outputs] == [
         "0:e1/segment/not_buyers/entered", "0:e1/segment/viewers/entered"]
