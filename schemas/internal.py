@@ -7,9 +7,12 @@ times faster than fastavro, whose cost is a fixed dispatch per field and per val
 A record is the two bytes CB 6D (never Avro's C3 01), a format version byte, then the record
 as one msgpack map in the shape of its Avro schema (profile.avsc, profile_input.avsc), so it
 decodes to the dict the Avro codec gives: str keys, lists for arrays, int for long, float for
-double, bytes for bytes, absent fields with their defaults. Version 1 is the shape of the
-schemas whose fingerprints FORMAT_SCHEMAS pins (a test fails when one changes and the version
-does not); a record of an unknown version is refused with a CodecError that names it.
+double, bytes for bytes, absent fields with their defaults. The current version is the shape of
+the schemas whose fingerprints FORMAT_SCHEMAS pins (a test fails when one changes and the
+version does not). Version 1 lacks the profile's three `segments_*` fields (schemas/released/
+profile.v3.avsc): it decodes with them at their defaults (null), which makes the profile's next
+event judge every segment and set them. A record of an unknown version is refused with a
+CodecError that names it.
 
 Readers also decode the previous format, Avro single-object records (what the released worker
 wrote: an upgraded worker reads the changelog and the topic it finds). Writers fall back to
@@ -28,14 +31,15 @@ import msgpack
 from schemas.codec import MAGIC as AVRO_MAGIC, AvroCodec, CodecError
 
 MAGIC = b"\xcb\x6d"
-VERSION = 1
+VERSION = 2
+READABLE = frozenset({1, VERSION})  # format versions decode reads (each a subset of the next)
 HEADER = MAGIC + bytes([VERSION])
 HEADER_SIZE = len(HEADER)
 # Records whose msgpack is larger are written in Avro; any record at most this large fits in a
 # Kafka record with room to spare (Faust's producer sends at most 1,000,000 bytes a request).
 LARGE = 512 * 1024
-# The schemas of the records version 1 writes (CRC-64-AVRO fingerprints, as on the Avro wire).
-FORMAT_SCHEMAS = {"profile": "1b5c8e23a45e3441", "profile_input": "3120c74425ab7d54"}
+# The schemas of the records VERSION writes (CRC-64-AVRO fingerprints, as on the Avro wire).
+FORMAT_SCHEMAS = {"profile": "d63d102fc52908c3", "profile_input": "3120c74425ab7d54"}
 _REQUIRED = object()
 
 
@@ -63,7 +67,7 @@ class InternalCodec:
         return data
 
     def decode(self, data: bytes) -> dict:
-        if data[:2] == MAGIC and len(data) > HEADER_SIZE and data[2] == VERSION:
+        if data[:2] == MAGIC and len(data) > HEADER_SIZE and data[2] in READABLE:
             try:
                 record = msgpack.unpackb(data[HEADER_SIZE:])
             except Exception as exc:  # ExtraData, FormatError, ValueError, TypeError, …
@@ -125,8 +129,9 @@ class InternalCodec:
         if head[:2] == MAGIC and len(data) <= HEADER_SIZE:
             return f"{self.full_name} record of {len(data)} bytes: no body after the header"
         if head[:2] == MAGIC:
+            known = " and ".join(str(v) for v in sorted(READABLE))
             return (f"{self.full_name} record in format version {head[2]}; this reader knows "
-                    f"version {VERSION} (msgpack) and Avro single-object records: a newer "
+                    f"versions {known} (msgpack) and Avro single-object records: a newer "
                     "worker wrote it")
         return (f"neither format of {self.full_name}: first bytes {head[:2].hex()} (msgpack: "
                 f"{MAGIC.hex()} and a version byte; Avro single-object: {AVRO_MAGIC.hex()}), "

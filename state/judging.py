@@ -23,11 +23,6 @@ class Output:
     record: dict
 
 
-# The key in a profile's `positions` under which it keeps the `segments_key` of the definitions
-# its memberships were last judged under in full.
-JUDGED = "segments"
-
-
 def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
                    caused_by: str, event_name: str | None = None,
                    first: bool = False) -> tuple[set, list[Output]]:
@@ -38,18 +33,18 @@ def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
     `first` says the event is the profile's first: its memberships before it are those of no
     history under these definitions. Every segment is judged when the profile's memberships
     come from other definitions, and when `event_name` is None."""
-    positions = profile["positions"]
     before = profile["segments"]
+    profile["segments_judged_at"] = now
     if first and event_name is not None:
         audiences = defs.audience_ids
         members = set(defs.segments_of_no_history)
         members.update(s for s in before if s in audiences)
-    elif event_name is None or positions.get(JUDGED) != defs.segments_key:
-        positions[JUDGED] = defs.segments_key
+    elif event_name is None or profile["segments_key"] != defs.segments_key:
+        profile["segments_key"] = defs.segments_key
         return _judge_all(profile, defs, now, source, caused_by)
     else:
         members = set(before)  # later segments are in it too: none refers to them
-    positions[JUDGED] = defs.segments_key
+    profile["segments_key"] = defs.segments_key
     ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
     changed: set = set()
     for sid, test, refs, reads in defs.segments_an_event_can_change(event_name):

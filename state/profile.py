@@ -117,6 +117,9 @@ def new_profile(profile_id: str) -> dict:
         "outbox": [],
         "journeys": {},
         "limited": {},
+        "segments_key": None,
+        "segments_judged_at": None,
+        "segments_due": None,
     }
 
 

@@ -12,7 +12,7 @@ from sidecar import sandbox
 from sidecar.audiences import AudienceRun, complete, compute, prepare, records
 from state.definitions import (MAX_SQL, DefinitionError, Segment, from_records,
                                load_definitions, to_records)
-from state.judging import JUDGED, judge_segments
+from state.judging import judge_segments
 from state.processing import step
 from state.profile import new_profile, record_event
 
@@ -21,11 +21,6 @@ MEMBER, VISITOR = "m1", "v1"
 SQL = "SELECT profile_id FROM events WHERE name = 'purchase'"
 
 # ---------------------------------------------------------------- definitions
-
-
-def input_positions(profile: dict) -> dict:
-    """The profile's positions in its inputs (without the definitions it was judged under)."""
-    return {k: v for k, v in profile["positions"].items() if k != JUDGED}
 
 
 def errors_of(segment: dict, **doc) -> list[tuple[str, str]]:
@@ -165,7 +160,7 @@ def test_entering_an_audience_adds_the_segment_and_says_entered_once():
                                      "profile_id": MEMBER, "segment": "vip",
                                      "change": "entered", "time": T0 + 5,
                                      "caused_by": f"audience:vip:1:{MEMBER}"})]
-    assert input_positions(agent.profile) == {"audience:vip": 1}
+    assert agent.profile["positions"] == {"audience:vip": 1}
 
 
 def test_leaving_an_audience_removes_the_segment_and_says_left():
@@ -184,7 +179,7 @@ def test_a_membership_already_held_changes_nothing(member):
     held = list(agent.profile["segments"]) if agent.profile else []
     assert agent.feed(audience_input(member=member, run=2)) == []
     assert agent.profile["segments"] == held
-    assert input_positions(agent.profile) == {"audience:vip": 2}
+    assert agent.profile["positions"] == {"audience:vip": 2}
 
 
 @pytest.mark.parametrize("run", [1, 2])  # an older run, the same run
@@ -194,7 +189,7 @@ def test_a_run_not_newer_than_the_last_applied_is_skipped(run):
     entered = agent.feed(record)
     assert agent.feed(audience_input(member=False, run=run)) == []  # sent again by the sidecar
     assert agent.profile["segments"] == ["vip"]
-    assert input_positions(agent.profile) == {"audience:vip": 2}
+    assert agent.profile["positions"] == {"audience:vip": 2}
     # Read again at its own offset (a restart before the commit): what it made goes again.
     agent.profile, again = step(agent.profile, record, 0, None, agent.defs, WIRE)
     assert again == agent.outbox() == entered
@@ -205,7 +200,7 @@ def test_each_audience_has_its_own_run_position():
     agent.feed(audience_input(segment="vip", run=5))
     sends = agent.feed(audience_input(segment="gold", run=1))
     assert changes(sends) == [("gold", "entered")]
-    assert input_positions(agent.profile) == {"audience:vip": 5, "audience:gold": 1}
+    assert agent.profile["positions"] == {"audience:vip": 5, "audience:gold": 1}
 
 
 def test_a_journey_entered_on_the_audience_starts_with_the_audience_input():

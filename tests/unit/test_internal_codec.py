@@ -126,12 +126,16 @@ def test_a_record_past_large_is_written_in_avro():
 
 def test_a_profile_of_the_released_schema_decodes_to_what_the_new_code_expects(workload):
     profiles, _ = workload
-    v2 = AvroCodec("profile", "t", schema=released_schemas()["profile"][-1])
-    assert v2.schema.file == "profile.v2"
+    released = {s.file: AvroCodec("profile", "t", schema=s)
+                for s in released_schemas()["profile"]}
+    v2, v3 = released["profile.v2"], released["profile.v3"]
     with_journeys = [p for p in profiles if p["journeys"]][:50]
     assert with_journeys
     for p in with_journeys:
         expected = copy.deepcopy(p)
+        for field in ("segments_key", "segments_judged_at", "segments_due"):
+            expected[field] = None  # not in v2 or v3: their defaults
+        same(PROFILES.decode(v3.encode(p)), expected)
         for state in expected["journeys"].values():
             for cells in state["sparse"].values():
                 for cell in cells.values():
@@ -207,11 +211,24 @@ def test_a_worker_upgraded_over_a_merge_under_way_finishes_it():
 def test_the_header_is_magic_then_version():
     data = PROFILES.encode(new_profile("p"))
     assert MAGIC == b"\xcb\x6d" and data[:2] != b"\xc3\x01"
-    assert data[2] == VERSION == 1
+    assert data[2] == VERSION == 2
 
 
-def test_version_1_is_the_shape_of_the_pinned_schemas():
-    """Changing profile.avsc or profile_input.avsc changes the shape version 1 decodes to:
+def test_a_version_1_profile_decodes_with_the_segment_fields_at_their_defaults():
+    """Version 1 (the shape of schemas/released/profile.v3.avsc) has no `segments_*` fields:
+    a profile it wrote reads with them null, which has its next event judge every segment."""
+    import msgpack
+
+    old = {k: v for k, v in new_profile("p").items() if not k.startswith("segments_")}
+    old.update(segments=["buyers"], last_seen=5)
+    profile = PROFILES.decode(MAGIC + bytes([1]) + msgpack.packb(old, use_bin_type=True))
+    assert profile["segments"] == ["buyers"] and profile["last_seen"] == 5
+    assert (profile["segments_key"], profile["segments_judged_at"],
+            profile["segments_due"]) == (None, None, None)
+
+
+def test_the_version_is_the_shape_of_the_pinned_schemas():
+    """Changing profile.avsc or profile_input.avsc changes the shape the version decodes to:
     give the new shape a new version, teach `decode` the old one, then pin the new schema."""
     for name, fingerprint in FORMAT_SCHEMAS.items():
         assert current(name).fingerprint.hex() == fingerprint, (
@@ -229,7 +246,7 @@ def test_an_unknown_version_is_refused_by_name():
     data = bytearray(PROFILES.encode(new_profile("p")))
     data[2] = 7
     assert _problem(PROFILES, bytes(data)) == (
-        "cjo.Profile record in format version 7; this reader knows version 1 (msgpack) and "
+        "cjo.Profile record in format version 7; this reader knows versions 1 and 2 (msgpack) and "
         "Avro single-object records: a newer worker wrote it")
 
 

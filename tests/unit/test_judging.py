@@ -11,7 +11,7 @@ from bench.pipeline import DEFINITIONS as BENCH_DEFINITIONS
 from state.conditions import events_read, parse_condition
 from state.definitions import load_definitions
 from state.durations import DAY, HOUR
-from state.judging import JUDGED, judge_segments, set_membership
+from state.judging import judge_segments, set_membership
 from state.profile import new_profile, record_event
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -109,7 +109,7 @@ def test_a_condition_true_of_no_history_holds_from_the_first_event():
     assert members == {"viewers", "not_buyers"}
     assert [o.record["change_id"] for o in outputs] == [
         "0:e1/segment/not_buyers/entered", "0:e1/segment/viewers/entered"]
-    assert profile["positions"][JUDGED] == DEFS_V2.segments_key
+    assert profile["segments_key"] == DEFS_V2.segments_key and profile["segments_judged_at"] == T0
 
 
 def test_new_definitions_judge_every_segment_on_the_next_event():

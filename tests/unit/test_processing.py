@@ -8,17 +8,11 @@ import json
 
 from state.definitions import choose_variant, load_definitions
 from state.durations import DAY, HOUR, MINUTE
-from state.judging import JUDGED
 from state.processing import PROFILE_INPUTS, STATS, reapply, step
 from state.profile import new_profile, record_event
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MEMBER, VISITOR = "m1", "v1"
-
-
-def input_positions(profile: dict) -> dict:
-    """The profile's positions in its inputs (without the definitions it was judged under)."""
-    return {k: v for k, v in profile["positions"].items() if k != JUDGED}
 
 
 # ---------------------------------------------------------------- a JSON wire
@@ -250,7 +244,7 @@ def test_a_newer_offset_of_the_same_source_partition_is_applied():
     sends = agent.feed(event_input(MEMBER, 3, 8, t=T0 + 1))
     assert agent.profile["counts"] == {"view": 2}
     assert ids(sends) == ["3:8/segment/newbie/left", "3:8/delivery/banner"]
-    assert input_positions(agent.profile) == {"3": 8}
+    assert agent.profile["positions"] == {"3": 8}
 
 
 def test_positions_are_kept_per_source_partition():
@@ -258,7 +252,7 @@ def test_positions_are_kept_per_source_partition():
     agent.feed(event_input(MEMBER, 3, 7))
     agent.feed(event_input(MEMBER, 1, 2, t=T0 + 1))
     assert agent.profile["counts"] == {"view": 2}
-    assert input_positions(agent.profile) == {"3": 7, "1": 2}
+    assert agent.profile["positions"] == {"3": 7, "1": 2}
 
 
 # ---------------------------------------------------------------- the outbox
@@ -374,7 +368,7 @@ def test_events_after_identify_wait_but_their_positions_are_recorded():
     assert agent.feed(event_input(MEMBER, 5, 2, t=T0 + 4 * MINUTE)) == []
     assert agent.stats() == stats
     assert len(agent.profile["buffered"]) == 3
-    assert input_positions(agent.profile) == {"5": 2, "2": 11}
+    assert agent.profile["positions"] == {"5": 2, "2": 11}
 
 
 def test_a_redelivered_waiting_event_is_not_buffered_twice():
