@@ -12,7 +12,7 @@ from state.judging import fire_deliveries, judge_segments, leave_all_segments
 from state.processing import STATS
 from state.profile import fold_visitor, new_profile, record_event
 
-OUTPUT_TOPICS = ("segment-changes", "activations", "journey-transitions")
+OUTPUT_TOPICS = ("segment-changes", "activations", "journey-transitions", "identity-merges")
 
 
 def as_workers_read(defs):
@@ -48,8 +48,14 @@ class ReferenceModel:
         source = f"{partition}:{offset}"
         visitor, user = event["visitor_id"], event["user_id"]
         if event["name"] == "identify" and self.alias.get(visitor) != user:
+            previous = self.alias.get(visitor)
             self.alias[visitor] = user
             merge_id = f"{visitor}>{user}@{source}"
+            self.outputs["identity-merges"].append({
+                "merge_id": merge_id, "visitor_id": visitor, "member_id": user,
+                "previous_member_id": previous, "time": event["time"],
+                "caused_by": event["event_id"], "source_partition": partition,
+                "source_offset": offset})
             v = self._profile(visitor)
             state = None
             if not v["merged_into"] and v["last_seen"] is not None:

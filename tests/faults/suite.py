@@ -48,7 +48,8 @@ from topology.pipeline.topics import ensure_topics
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 OUTPUTS = (("segment-changes", "segment_change", "change_id"),
            ("activations", "activation", "activation_id"),
-           ("journey-transitions", "journey_transition", "transition_id"))
+           ("journey-transitions", "journey_transition", "transition_id"),
+           ("identity-merges", "identity_merge", "merge_id"))
 
 
 @dataclass

@@ -28,7 +28,8 @@ def wait_processed(settings: Settings, worker, timeout: float = 120.0) -> None:
 
 def outputs(settings: Settings, topic: str, schema: str, id_field: str):
     """(records by id, per-profile id sequences, duplicates) of an output topic. A duplicate
-    must be identical to the first copy (deterministic ids)."""
+    must be identical to the first copy (deterministic ids). A record without a profile id
+    (an identity merge) is in the sequence of its key (the member)."""
     reads = asyncio.run(read_all(settings.bootstrap_servers, settings.topic(topic), schema))
     by_id: dict[str, dict] = {}
     sequence = defaultdict(list)
@@ -40,7 +41,8 @@ def outputs(settings: Settings, topic: str, schema: str, id_field: str):
             duplicates += 1
             continue
         by_id[rid] = r.value
-        sequence[r.value["profile_id"]].append(rid)
+        profile = r.value["profile_id"] if "profile_id" in r.value else r.key.decode()
+        sequence[profile].append(rid)
     return by_id, dict(sequence), duplicates
 
 

@@ -28,7 +28,8 @@ JAR = EXAMPLE / "target" / "cjo-java-example.jar"
 SCHEMAS = ROOT / "schemas"
 OUTPUTS = {"segment-changes": ("segment_change", "change_id"),
            "activations": ("activation", "activation_id"),
-           "journey-transitions": ("journey_transition", "transition_id")}
+           "journey-transitions": ("journey_transition", "transition_id"),
+           "identity-merges": ("identity_merge", "merge_id")}
 
 
 def _tool(name: str) -> str:

@@ -59,4 +59,7 @@ def test_topology_equals_the_reference_model(settings, workers, still_clock):
             model_sequence[r["profile_id"]].append(r[id_field])
         assert sequence == dict(model_sequence), f"{topic}: per-profile order differs"
     assert model.outputs["activations"], "no delivery fired: the workload does not exercise them"
+    merges, by_member, _ = outputs(settings, "identity-merges", "identity_merge", "merge_id")
+    assert merges == {r["merge_id"]: r for r in model.outputs["identity-merges"]}
+    assert sum(map(len, by_member.values())) >= 30
     assert any(r["caused_by"].count(">") for r in model.outputs["segment-changes"])

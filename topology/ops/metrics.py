@@ -58,7 +58,11 @@ class _StateCollector:
                 ("cjo_events", "events_in", "Input events accepted by the identity step."),
                 ("cjo_profile_inputs", "inputs_applied", "Profile inputs applied."),
                 ("cjo_wakeups_applied", "wakeups_applied", "Journey wake-ups applied."),
-                ("cjo_snapshots", "snapshots", "Snapshots published by this worker.")):
+                ("cjo_snapshots", "snapshots", "Snapshots published by this worker."),
+                ("cjo_wrong_partition_events", "wrong_partition",
+                 "Input events on another partition than Kafka's default partitioner "
+                 "(murmur2 of the key) picks: processed, but a key on two partitions loses "
+                 "its order (a producer with another partitioner).")):
             family = CounterMetricFamily(name, text)
             family.add_metric([], counters.get(key, 0))
             yield family
@@ -69,7 +73,7 @@ class _StateCollector:
         yield dead
         outputs = CounterMetricFamily("cjo_outputs", "New records on the output topics, by "
                                       "topic and kind (transition kind, segment change, "
-                                      "activation); resent copies not counted.",
+                                      "activation, merge); resent copies not counted.",
                                       labels=["topic", "kind"])
         for (topic, kind), n in sorted(stats.outputs.items()):
             outputs.add_metric([topic, kind], n)

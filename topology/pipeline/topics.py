@@ -33,6 +33,8 @@ PROFILE_INPUTS = TopicSpec("profile-inputs", "profile_input", "canonical profile
 SEGMENT_CHANGES = TopicSpec("segment-changes", "segment_change", "profile id")
 ACTIVATIONS = TopicSpec("activations", "activation", "profile id")
 JOURNEY_TRANSITIONS = TopicSpec("journey-transitions", "journey_transition", "profile id")
+# Written by the identity step, one record per identify that records a new alias.
+IDENTITY_MERGES = TopicSpec("identity-merges", "identity_merge", "member id")
 DEAD_LETTERS = TopicSpec("dead-letters", "dead_letter", "the bad record's own key")
 # One partition: workers see definitions in the order they were applied.
 DEFINITIONS = TopicSpec("definitions", "definition", "kind:id", compacted=True, partitions=1)
@@ -40,8 +42,8 @@ DEFINITIONS = TopicSpec("definitions", "definition", "kind:id", compacted=True, 
 SNAPSHOTS = TopicSpec("snapshots", "snapshot_manifest", "profile-inputs partition",
                       compacted=True)
 
-ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, JOURNEY_TRANSITIONS, DEAD_LETTERS,
-       DEFINITIONS, SNAPSHOTS)
+ALL = (EVENTS, PROFILE_INPUTS, SEGMENT_CHANGES, ACTIVATIONS, JOURNEY_TRANSITIONS, IDENTITY_MERGES,
+       DEAD_LETTERS, DEFINITIONS, SNAPSHOTS)
 # Created up front too: a worker that writes a table before its own client has seen the new
 # changelog topic stops with PartitionsMismatch ("the changelog topic has 0 partitions").
 CHANGELOGS = (

@@ -22,10 +22,10 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
-/** Reads the app's segment changes, activations and journey transitions from the beginning to
- *  their end as of the start, and prints each record once: a copy whose id was seen already (a
- *  redelivery after a worker's crash) is dropped. A real consumer subscribes with a group id,
- *  commits its offsets and keeps the ids it has seen in a store of its own. */
+/** Reads the app's segment changes, activations, journey transitions and identity merges from
+ *  the beginning to their end as of the start, and prints each record once: a copy whose id was
+ *  seen already (a redelivery after a worker's crash) is dropped. A real consumer subscribes
+ *  with a group id, commits its offsets and keeps the ids it has seen in a store of its own. */
 final class Consume {
     private Consume() {
     }
@@ -35,6 +35,7 @@ final class Consume {
         {"segment-changes", "segment_change", "change_id"},
         {"activations", "activation", "activation_id"},
         {"journey-transitions", "journey_transition", "transition_id"},
+        {"identity-merges", "identity_merge", "merge_id"},
     };
 
     static int run(String bootstrap, String app, Schemas schemas) throws Exception {
