@@ -278,6 +278,13 @@ class Comparison:
         return self.test(ctx)
 
     @cached_property
+    def accepts(self) -> Callable[[object], bool]:
+        """Whether a value the reference reads passes every operator (state.time_changes
+        asks this of values the reference will read later)."""
+        checks = tuple(_predicate(check.op, check.value) for check in self.checks)
+        return lambda value: all(check(value) for check in checks)
+
+    @cached_property
     def test(self) -> Test:
         read = self.ref.read  # read once, however many operators
         checks = tuple(_predicate(check.op, check.value) for check in self.checks)

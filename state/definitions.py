@@ -42,6 +42,7 @@ from state.definition_errors import DefinitionError, bad_id, valid_id
 from state.journey_definitions import journey_source, parse_journey
 from state.journeys import Journey
 from state.profile import new_profile
+from state.time_changes import is_timed
 from state.splits import pick
 
 TOP_KEYS = ("segments", "deliveries", "journeys")
@@ -132,6 +133,21 @@ class DefinitionSet:
             if len(self._plans) < MAX_PLANS:
                 self._plans[name] = plan
         return plan
+
+    @cached_property
+    def timed_segments(self) -> tuple[tuple[Segment, tuple[Comparison, ...]], ...]:
+        """The segments whose condition reads the clock (`since.*`, counts `within` a window),
+        with those comparisons: the ones that can change with no event
+        (state.time_changes)."""
+        out = []
+        for segment in self.segments:
+            if segment.condition is None:
+                continue
+            timed = tuple(dict.fromkeys(node for _, node in walk(segment.condition)
+                                        if isinstance(node, Comparison) and is_timed(node)))
+            if timed:
+                out.append((segment, timed))
+        return tuple(out)
 
     @cached_property
     def segments_of_no_history(self) -> frozenset[str]:

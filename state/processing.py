@@ -23,6 +23,11 @@ The rules that make the promises hold:
   events. It names the step entry (`seq`) it was set for: a stale or repeated wake-up changes
   nothing (and, like any repeated input, resends the outbox). `waits(profile)` is what the
   due-time index must hold for the profile after each step.
+- **Segments follow the clock.** After each judgement the profile keeps when its segments next
+  change by time alone (`segments_due`, state.time_changes); that moment is one more wait, a
+  wake-up for `@segments`, at which every segment is judged at the due time (the changes'
+  cause is `time:<profile>:<due>`) and, when one changed, the journeys move as on a batch
+  audience's verdict. A wake-up for another due time is stale and changes nothing.
 - **Bounded.** `limits` (state.profile.Limits, README "Limits") bounds what a profile holds:
   inputs held behind merge barriers (past `max_buffered_bytes` the barriers are lifted: the
   held inputs and this one are applied now, and each merge is folded in when it arrives, as a
@@ -39,6 +44,7 @@ from state.journey_machine import advance
 from state.judging import (Output, fire_deliveries, judge_segments, leave_all_segments,
                            set_membership)
 from state.profile import LIMITS, Limits, fold_visitor, new_profile, note_limited, record_event
+from state.time_changes import SEGMENTS_WAKEUP, next_change
 
 PROFILE_INPUTS = "profile-inputs"
 STATS = ("first_seen", "last_seen", "counts", "hourly", "daily", "last_time", "last",
@@ -84,7 +90,9 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
         profile["positions"][_audience_position(record)] = record["run"]
     elif kind not in ("merge_in", "wakeup"):  # these two are not positions of an input topic
         profile["positions"][str(record["source_partition"])] = record["source_offset"]
-    if kind == "wakeup":
+    if kind == "wakeup" and record["journey"] == SEGMENTS_WAKEUP:
+        _wake_segments(profile, record, offset, defs, wire, sends, limits)
+    elif kind == "wakeup":
         _wake(profile, record, offset, defs, wire, sends, limits)
     elif kind == "merge_in":
         _merge_in(profile, record, offset, defs, wire, sends, limits)
@@ -138,6 +146,8 @@ def _hold(profile, record, offset, defs, wire, sends, limits) -> None:
 def _already_applied(profile: dict, record: dict) -> bool:
     if record["kind"] == "merge_in":
         return record["merge_id"] in profile["merges_done"]
+    if record["kind"] == "wakeup" and record["journey"] == SEGMENTS_WAKEUP:
+        return profile["segments_due"] != record["due"]
     if record["kind"] == "wakeup":
         state = profile["journeys"].get(record["journey"])
         return not (state and state["status"] == "active" and state["seq"] == record["seq"]
@@ -179,6 +189,7 @@ def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     source = source_of(record)
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"],
                                       event_name=event["name"], first=first)
+    _schedule(profile, defs)
     outputs += fire_deliveries(profile, event, members, defs, source)
     outputs += advance(profile, defs.journey_versions, _latest(defs), event, members,
                        event["time"], source, event["event_id"], limits=limits)
@@ -194,14 +205,36 @@ def _wake(profile, record, offset, defs, wire, sends, limits) -> None:
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
+def _wake_segments(profile, record, offset, defs, wire, sends, limits) -> None:
+    """Time alone changes a segment now: judge them all at the due time."""
+    due = record["due"]
+    source = f"time:{profile['profile_id']}:{due}"  # unique across profiles
+    members, outputs = judge_segments(profile, defs, due, source, source)
+    if outputs:
+        outputs += advance(profile, defs.journey_versions, _latest(defs), None, members, due,
+                           source, source, enter=True, limits=limits)
+    _schedule(profile, defs)
+    _emit(profile, source, offset, outputs, wire, sends, limits)
+
+
+def _schedule(profile: dict, defs: DefinitionSet) -> None:
+    """When the segments just judged next change by time alone (None: never, as things are)."""
+    judged = profile["segments_judged_at"]
+    profile["segments_due"] = (None if judged is None or profile["merged_into"] else
+                               next_change(profile, defs.timed_segments, judged))
+
+
 def _latest(defs: DefinitionSet) -> dict:
     return defs.latest_journeys
 
 
 def waits(profile: dict) -> set[tuple[str, int, int]]:
     """(journey, seq, due) of every wait the profile is in: the due-time index's entries."""
-    return {(jid, s["seq"], s["due"]) for jid, s in profile["journeys"].items()
-            if s["status"] == "active" and s["due"] is not None}
+    out = {(jid, s["seq"], s["due"]) for jid, s in profile["journeys"].items()
+           if s["status"] == "active" and s["due"] is not None}
+    if profile["segments_due"] is not None:
+        out.add((SEGMENTS_WAKEUP, 0, profile["segments_due"]))
+    return out
 
 
 def _merge_out(profile, record, offset, wire, sends, limits) -> None:
@@ -224,6 +257,7 @@ def _merge_out(profile, record, offset, wire, sends, limits) -> None:
         profile[key] = fresh[key]
     profile["limited"] = {}  # the counters went with the state: the member adds them up
     profile["merged_into"] = member
+    profile["segments_due"] = None  # it is in no segment now, and has no history
     _emit(profile, source_of(record), offset, outputs, wire, sends, limits)
 
 
@@ -244,6 +278,7 @@ def _merge_in(profile, record, offset, defs, wire, sends, limits) -> None:
     outputs = []
     if profile["last_seen"] is not None:
         _, outputs = judge_segments(profile, defs, profile["last_seen"], merge_id, merge_id)
+        _schedule(profile, defs)
     _emit(profile, merge_id, offset, outputs, wire, sends, limits)
     if profile["pending_merges"]:
         return

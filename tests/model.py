@@ -11,6 +11,7 @@ from state.journey_machine import advance
 from state.judging import fire_deliveries, judge_segments, leave_all_segments
 from state.processing import STATS
 from state.profile import fold_visitor, new_profile, record_event
+from state.time_changes import SEGMENTS_WAKEUP, next_change
 
 OUTPUT_TOPICS = ("segment-changes", "activations", "journey-transitions", "identity-merges")
 
@@ -65,11 +66,13 @@ class ReferenceModel:
             for key in STATS:
                 v[key] = fresh[key]
             v["merged_into"] = user
+            v["segments_due"] = None
             m = self._profile(user)
             if state is not None:
                 fold_visitor(m, state)
             if m["last_seen"] is not None:
                 self._emit(judge_segments(m, self.defs, m["last_seen"], merge_id, merge_id)[1])
+                self._schedule(m, m["last_seen"])
             target = user
         else:
             target = user or self.alias.get(visitor) or visitor
@@ -79,28 +82,48 @@ class ReferenceModel:
         record_event(profile, event)
         members, outputs = judge_segments(profile, self.defs, event["time"], source,
                                           event["event_id"])
+        self._schedule(profile, event["time"])
         self._emit(outputs)
         self._emit(fire_deliveries(profile, event, members, self.defs, source))
         self._emit(advance(profile, self.defs.journey_versions, self.latest, event, members,
                            event["time"], source, event["event_id"]))
 
+    def _schedule(self, profile: dict, judged_at: int) -> None:
+        """When time alone next changes the segments just judged: a wait of the profile."""
+        profile["segments_due"] = next_change(profile, self.defs.timed_segments, judged_at)
+
     def wake_until(self, clock_ms: int) -> int:
-        """Apply every journey wait due by `clock_ms`, earliest first (a wake-up may start a
-        wait that is due too); returns how many."""
+        """Apply every journey wait and time-driven segment change due by `clock_ms`, earliest
+        first (a wake-up may start a wait that is due too; a profile's due at the same moment
+        in the order of the worker's index keys: journey id as text, `@segments` among them);
+        returns how many."""
         woken = 0
         while True:
-            due = sorted((s["due"], pid, jid, s["seq"])
-                         for pid, p in self.profiles.items()
-                         for jid, s in p["journeys"].items()
-                         if s["status"] == "active" and s["due"] is not None
-                         and s["due"] <= clock_ms)
+            due = sorted([(s["due"], pid, jid, s["seq"])
+                          for pid, p in self.profiles.items()
+                          for jid, s in p["journeys"].items()
+                          if s["status"] == "active" and s["due"] is not None
+                          and s["due"] <= clock_ms]
+                         + [(p["segments_due"], pid, SEGMENTS_WAKEUP, 0)
+                            for pid, p in self.profiles.items()
+                            if p["segments_due"] is not None and p["segments_due"] <= clock_ms])
             if not due:
                 return woken
             at, pid, jid, seq = due[0]
             profile = self.profiles[pid]
-            cause = f"wakeup:{pid}:{jid}:{seq}"
-            self._emit(advance(profile, self.defs.journey_versions, self.latest, None,
-                               set(profile["segments"]), at, cause, cause, wakeup=(jid, seq)))
+            if jid == SEGMENTS_WAKEUP:
+                cause = f"time:{pid}:{at}"
+                members, outputs = judge_segments(profile, self.defs, at, cause, cause)
+                self._emit(outputs)
+                if outputs:
+                    self._emit(advance(profile, self.defs.journey_versions, self.latest, None,
+                                       members, at, cause, cause, enter=True))
+                self._schedule(profile, at)
+            else:
+                cause = f"wakeup:{pid}:{jid}:{seq}"
+                self._emit(advance(profile, self.defs.journey_versions, self.latest, None,
+                                   set(profile["segments"]), at, cause, cause,
+                                   wakeup=(jid, seq)))
             woken += 1
 
     def states(self) -> dict[str, dict]:

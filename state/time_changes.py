@@ -1,0 +1,113 @@
+"""When a profile's segments change by time alone, with no input.
+
+Judged with no event, a condition's value moves with the clock only through `since.*` (the ms
+from a time of the profile to now) and counts `within` a window (as now moves, a bucket enters
+the window at its start and leaves it `within` after its end). Each such comparison flips only
+at points that can be listed from the profile: `then + d` and `then + d + 1` for each duration
+`d` it compares with, and the moments buckets enter or leave. A segment can change only where
+one of its comparisons flips (segments it refers to change at their own such points), so the
+earliest of those points where the segment's condition, judged then, differs from its current
+membership is exactly when the profile's segments next change by time: `next_change`. The
+profile agent keeps it as the profile's time-driven wake-up (`segments_due`)."""
+from __future__ import annotations
+
+from state.conditions import Comparison, Count, EvalContext, Since
+from state.durations import HOUR
+
+SEGMENTS_WAKEUP = "@segments"  # the wake-up's journey field: no journey id has an @
+
+
+def next_change(profile: dict, timed_segments, now: int) -> int | None:
+    """The first moment after `now` at which one of `timed_segments` ((segment, its timed
+    comparisons), DefinitionSet.timed_segments) would be judged otherwise than the profile's
+    memberships, which were judged at `now`; None if no such moment comes."""
+    members = frozenset(profile["segments"])
+    best = None
+    for segment, comparisons in timed_segments:
+        points = set()
+        for comparison in comparisons:
+            points.update(flips(comparison, profile, now))
+        inside = segment.id in members
+        test = segment.condition.test
+        for t in sorted(points):
+            if best is not None and t >= best:
+                break
+            if test(EvalContext(profile=profile, event=None, now=t, segments=members)) != inside:
+                best = t
+                break
+    return best
+
+
+def flips(comparison: Comparison, profile: dict, now: int) -> list[int]:
+    """The moments after `now`, in order, at which the comparison's value changes, the
+    profile's history staying as it is."""
+    ref = comparison.ref
+    if isinstance(ref, Since):
+        return _since_flips(comparison, ref, profile, now)
+    if isinstance(ref, Count) and ref.within is not None:
+        return _window_flips(comparison, ref, profile, now)
+    return []
+
+
+def is_timed(comparison: Comparison) -> bool:
+    ref = comparison.ref
+    return isinstance(ref, Since) or (isinstance(ref, Count) and ref.within is not None)
+
+
+def _since_flips(comparison: Comparison, ref: Since, profile: dict, now: int) -> list[int]:
+    if ref.event is None:
+        then = profile.get(ref.key)
+    else:
+        then = profile.get("last_time", {}).get(ref.event)
+    if then is None:
+        return []
+    # The value, t - then, passes a duration d an operator compares it with at t = then + d
+    # (where eq, lt and gte change) or at then + d + 1 (eq, lte, gt).
+    points = set()
+    for check in comparison.checks:
+        values = check.value if check.op == "in" else (check.value,)
+        for d in values:
+            if type(d) in (int, float):
+                points.update((then + int(d), then + int(d) + 1))
+    accepts = comparison.accepts
+    current = accepts(now - then)
+    out = []
+    for t in sorted(points):
+        if t > now and accepts(t - then) != current:
+            current = not current
+            out.append(t)
+    return out
+
+
+def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -> list[int]:
+    """A count within a window, as state.conditions.Count reads it: buckets with index in
+    [(t - within) // size, t // size]. Bucket i enters at t = i * size and leaves at
+    t = (i + 1) * size + within."""
+    size, within = ref.bucket_size, ref.within
+    table = profile.get("hourly" if size == HOUR else "daily", {})
+    names = table.values() if ref.event is None else (table.get(ref.event) or {},)
+    lo, hi = (now - within) // size, now // size
+    value = 0
+    changes: dict[int, int] = {}
+    for buckets in names:
+        for index, n in buckets.items():
+            i = int(index)
+            if i < lo:
+                continue  # left the window already
+            if i > hi:  # a bucket ahead of now (an event later than the judged time)
+                changes[i * size] = changes.get(i * size, 0) + n
+            else:
+                value += n
+            leaves = (i + 1) * size + within
+            changes[leaves] = changes.get(leaves, 0) - n
+    if not changes:
+        return []
+    accepts = comparison.accepts
+    current = accepts(value)
+    out = []
+    for t in sorted(changes):
+        value += changes[t]
+        if accepts(value) != current:
+            current = not current
+            out.append(t)
+    return out
