@@ -16,6 +16,7 @@ from typing import Mapping
 from sidecar.engines import engine_of, run
 from sidecar.store import LIVE
 from state.conditions import Condition
+from state.sparse import JUDGED_KEY
 from state.sql import compile_segment, last_applied_profiles
 
 
@@ -111,12 +112,18 @@ def _recount_segments(db, segments: Mapping[str, Condition], report: CheckReport
     run(db, e.temp_table("check_recounted", "SELECT DISTINCT profile_id FROM check_events"))
     report.recounted_profiles = db.execute(
         "SELECT count(*) FROM check_recounted").fetchone()[0]
+    # `now` of the recount: when the stream judged the profile last, the time of its last
+    # archived event unless a time-driven change (a wake-up after it) was judged later.
+    judged_at = (f"SELECT a.profile_id, coalesce(j.\"first\", a.as_of) AS as_of FROM ("
+                 f"{last_applied_profiles('check_events', e.dialect)}) a LEFT JOIN (SELECT "
+                 f"profile_id, \"first\" FROM {ROWS} WHERE key = {e.dialect.string(JUDGED_KEY)}"
+                 f") j ON j.profile_id = a.profile_id")
     # One statement for every segment (on Spark a statement is a job: one, not one a segment).
     parts = []
     for sid, condition in sorted(segments.items()):
         recount = compile_segment(condition, events_table="check_events", segments=segments,
                                   memberships="check_memberships", dialect=e.dialect,
-                                  profiles_sql=last_applied_profiles("check_events", e.dialect))
+                                  profiles_sql=judged_at)
         stream = (f"SELECT profile_id FROM {ROWS} WHERE key = "
                   f"{e.dialect.string('segment:' + sid)} "
                   f"AND profile_id IN (SELECT profile_id FROM check_recounted)")

@@ -13,7 +13,10 @@ COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "val
            "last_reached")
 # The profile fields `profile_rows` reads (a snapshot decodes only these).
 SNAPSHOT_FIELDS = ("profile_id", "merged_into", "merges_done", "last_seen", "segments",
-                   "journeys", "limited")
+                   "journeys", "limited", "segments_judged_at")
+# The row that says when the profile's segment rows were judged (`first`): its latest event's
+# time, or the due time of a time-driven change after it (the sidecar's recount judges then).
+JUDGED_KEY = "segments_judged"
 
 
 def sparse_rows(profile: dict) -> list[tuple]:
@@ -39,7 +42,8 @@ def profile_rows(profile: dict) -> list[tuple]:
     """Everything a snapshot holds of a profile: a marker row (key `profile`: whoever reads the
     snapshot replaces what it knew of the profile; `first` is its last event time, `value` is
     `merged` when a merge touched it, `limited` when a profile limit kept something out), a row per segment it is in (key `segment:<id>`, no
-    journey), and its sparse journey rows."""
+    journey), when those were judged (key `segments_judged`, `first` the time), and its sparse
+    journey rows."""
     pid = profile["profile_id"]
     # No replay of the archived events reproduces these exactly: the sidecar's recount skips them.
     if profile["merges_done"] or profile["merged_into"]:
@@ -51,4 +55,7 @@ def profile_rows(profile: dict) -> list[tuple]:
     rows = [(pid, None, None, "profile", profile["last_seen"], None, caveat, None)]
     rows += [(pid, None, None, f"segment:{s}", None, None, None, None)
              for s in profile["segments"]]
+    judged = profile.get("segments_judged_at")
+    if judged is not None:
+        rows.append((pid, None, None, JUDGED_KEY, judged, None, None, None))
     return rows + sparse_rows(profile)

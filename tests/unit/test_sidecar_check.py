@@ -100,3 +100,29 @@ def test_merged_profiles_are_left_out_of_the_recount(tmp_path):
     _load(store, tmp_path, snapshot, 7)
     report = check(store.db, 100.0, segments=SEGMENTS)
     assert report.recounted_profiles == 3 and report.ok
+
+
+def test_a_change_by_time_alone_is_recounted_at_the_moment_it_was_judged(tmp_path):
+    """A profile left `browsers` when its window passed, with no event after (a time-driven
+    wake-up): the recount judges it at that moment, which its `segments_judged` row gives; at
+    its last event's time it would still be in."""
+    from state.time_changes import next_change
+
+    histories = {"e": [("view", T0), ("view", T0 + 1000)]}
+    store, snapshot = _setup(tmp_path, histories, snapshot_offset=2)
+    assert ("e", None, None, "segment:browsers", None, None, None, None) in snapshot
+    profile = new_profile("e")
+    for n, (name, t) in enumerate(histories["e"]):
+        record_event(profile, _event("e", n, name, t))
+        judge_segments(profile, DEFS, t, "s", "c")
+    due = next_change(profile, DEFS.timed_segments, T0 + 1000)
+    assert due is not None
+    judge_segments(profile, DEFS, due, "time", "time")
+    assert profile["segments"] == [] and profile["segments_judged_at"] == due
+    _load(store, tmp_path, profile_rows(profile), 2)
+    assert check(store.db, 100.0, segments=SEGMENTS).ok
+    without = [r for r in profile_rows(profile) if r[3] != "segments_judged"]
+    store, _ = _setup(tmp_path, histories, snapshot_offset=2)
+    _load(store, tmp_path, without, 2)
+    report = check(store.db, 100.0, segments=SEGMENTS)
+    assert report.examples["segment_membership"] == ["e (browsers)"]
