@@ -11,8 +11,10 @@ double, bytes for bytes, absent fields with their defaults. The current version 
 the schemas whose fingerprints FORMAT_SCHEMAS pins (a test fails when one changes and the
 version does not). Version 1 lacks the profile's three `segments_*` fields (schemas/released/
 profile.v3.avsc): it decodes with them at their defaults (null), which makes the profile's next
-event judge every segment and set them. A record of an unknown version is refused with a
-CodecError that names it.
+event judge every segment and set them. Version 2 (schemas/released/profile.v4.avsc) lacks
+`sends` (the send times its frequency caps count): it decodes with none, so a profile's caps
+count from its first activation after the upgrade. A record of an unknown version is refused
+with a CodecError that names it.
 
 Readers also decode the previous format, Avro single-object records (what the released worker
 wrote: an upgraded worker reads the changelog and the topic it finds). Writers fall back to
@@ -31,15 +33,15 @@ import msgpack
 from schemas.codec import MAGIC as AVRO_MAGIC, AvroCodec, CodecError
 
 MAGIC = b"\xcb\x6d"
-VERSION = 2
-READABLE = frozenset({1, VERSION})  # format versions decode reads (each a subset of the next)
+VERSION = 3
+READABLE = frozenset({1, 2, VERSION})  # format versions decode reads (each a subset of the next)
 HEADER = MAGIC + bytes([VERSION])
 HEADER_SIZE = len(HEADER)
 # Records whose msgpack is larger are written in Avro; any record at most this large fits in a
 # Kafka record with room to spare (Faust's producer sends at most 1,000,000 bytes a request).
 LARGE = 512 * 1024
 # The schemas of the records VERSION writes (CRC-64-AVRO fingerprints, as on the Avro wire).
-FORMAT_SCHEMAS = {"profile": "d63d102fc52908c3", "profile_input": "3120c74425ab7d54"}
+FORMAT_SCHEMAS = {"profile": "651c189202083da2", "profile_input": "3120c74425ab7d54"}
 _REQUIRED = object()
 
 
@@ -129,7 +131,8 @@ class InternalCodec:
         if head[:2] == MAGIC and len(data) <= HEADER_SIZE:
             return f"{self.full_name} record of {len(data)} bytes: no body after the header"
         if head[:2] == MAGIC:
-            known = " and ".join(str(v) for v in sorted(READABLE))
+            *others, last = [str(v) for v in sorted(READABLE)]
+            known = f"{', '.join(others)} and {last}" if others else last
             return (f"{self.full_name} record in format version {head[2]}; this reader knows "
                     f"versions {known} (msgpack) and Avro single-object records: a newer "
                     "worker wrote it")

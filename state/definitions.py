@@ -12,16 +12,24 @@
         segment: tokyo                      # target segment
         trigger: {event.name: {eq: view}}   # condition on the current event
         limits: {total: 3, per_day: 1}      # optional
+        destination: web                    # optional, the channel its caps count (web)
+        priority: 0                         # optional: higher wins a cap's last slot
+        quiet_hours: {from: "22:00", to: "07:00", then: drop}   # optional; false: none
         variants:                           # optional; default: one variant "default"
           - {id: a, weight: 50, payload: {banner: spring}}
           - {id: b, weight: 50, payload: {banner: summer}}
     journeys: [...]                         # see state/journey_definitions.py
+    time_zone: {attribute: tz, default: Asia/Tokyo}   # see state/activation_rules.py
+    quiet_hours: {email: {from: "21:00", to: "08:00", then: hold}}
+    caps: {email: {max: 2, per: 1d}}
 
-A file is applied over the definitions applied before it (same id replaces). Validation
-reports every problem at once, each with its path, so that one round trip fixes a file.
-The definitions travel on a compacted topic as one record per item (`to_records`); a reader
-rebuilds and re-validates them with `from_records`. Journeys are versioned: a profile stays on
-the version it entered with, so every version is kept (`journey_versions`).
+A file is applied over the definitions applied before it (same id replaces; a setting given
+replaces the one applied whole: `caps: {}` removes every cap). Validation reports every
+problem at once, each with its path, so that one round trip fixes a file. The definitions
+travel on a compacted topic as one record per item (`to_records`; a setting under
+`settings:<name>`); a reader rebuilds and re-validates them with `from_records`. Journeys are
+versioned: a profile stays on the version it entered with, so every version is kept
+(`journey_versions`).
 """
 from __future__ import annotations
 
@@ -38,20 +46,29 @@ import yaml
 from state.conditions import (EVENT_REFERENCES, Comparison, Condition, ConditionError,
                               EvalContext, InSegment, events_read, parse_condition, referenced_segments,
                               to_source, walk)
+from state.activation_rules import (NO_RULES, Cap, QuietHours, Rules, TimeZoneRule, caps_source,
+                                    parse_caps, parse_priority, parse_quiet_hours,
+                                    parse_time_zone, quiet_source)
 from state.definition_errors import DefinitionError, bad_id, valid_id
+from state.events import NAME as FIELD_NAME
 from state.journey_definitions import journey_source, parse_journey
 from state.journeys import Journey
 from state.profile import new_profile
 from state.time_changes import is_timed
 from state.splits import pick
 
-TOP_KEYS = ("segments", "deliveries", "journeys")
+SETTINGS = ("time_zone", "quiet_hours", "caps")
+TOP_KEYS = ("segments", "deliveries", "journeys", *SETTINGS)
 SEGMENT_KEYS = ("id", "description", "condition", "sql")
 MAX_SQL = 20_000  # characters of an audience's SQL
 # Event names whose segments-to-judge a definition set keeps at hand (any name beyond is planned
 # on each event: producers choose the names).
 MAX_PLANS = 1000
-DELIVERY_KEYS = ("id", "segment", "trigger", "limits", "variants")
+DELIVERY_KEYS = ("id", "segment", "trigger", "limits", "destination", "priority", "quiet_hours",
+                 "variants")
+# Deliveries answer an event on the site or in the app (KARTE's actions): their channel unless
+# they name another.
+DEFAULT_DESTINATION = "web"
 LIMIT_KEYS = {"total": "limits_total", "per_day": "limits_per_day"}
 VARIANT_KEYS = ("id", "weight", "payload")
 _PRIMITIVES = (type(None), bool, int, float, str)
@@ -82,6 +99,9 @@ class Delivery:
     limits_total: int | None = None
     limits_per_day: int | None = None
     variants: tuple[Variant, ...] = (Variant("default", 100),)
+    destination: str = DEFAULT_DESTINATION
+    priority: int = 0  # higher wins a cap's last slot
+    quiet_hours: QuietHours | bool | None = None  # own (drop only); False: none; None: default
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,31 @@ class DefinitionSet:
     journeys: tuple[Journey, ...] = ()  # the latest version of each, in the order applied
     # Every version of each journey by number (the latest included).
     journey_versions: dict[str, dict[int, Journey]] = field(default_factory=dict)
+    # The settings (state.activation_rules); None: never given (UTC, no quiet hours, no caps).
+    time_zone: TimeZoneRule | None = None
+    quiet_hours: dict[str, QuietHours] | None = None
+    caps: dict[str, tuple[Cap, ...]] | None = None
+
+    @cached_property
+    def rules(self) -> Rules:
+        """The sending settings as the journey machine and the deliveries read them."""
+        if self.time_zone is None and not self.quiet_hours and not self.caps:
+            return NO_RULES
+        return Rules(self.time_zone, dict(self.quiet_hours or {}), dict(self.caps or {}))
+
+    @cached_property
+    def delivery_quiet_hours(self) -> dict[str, QuietHours]:
+        """Each delivery's quiet hours (its own, else its destination's), where it has some."""
+        rules = self.rules
+        found = {d.id: rules.quiet_for(d.destination, d.quiet_hours) for d in self.deliveries}
+        return {k: v for k, v in found.items() if v is not None}
+
+    @cached_property
+    def destinations(self) -> frozenset[str]:
+        """Where the deliveries and the latest journeys' activation steps send."""
+        return frozenset([d.destination for d in self.deliveries]
+                         + [s.destination for j in self.journeys for st in j.stages
+                            for s in st.steps if s.kind == "activation"])
 
     @cached_property
     def latest_journeys(self) -> dict[str, Journey]:
@@ -227,12 +272,60 @@ def _load(source, existing: DefinitionSet | None) -> DefinitionSet:
     # A jump may lead to any journey of this file or applied before (this one included).
     jumps = set(journey_ids) | set(existing.journey_versions)
     journeys = _journeys(raw_journeys, known, jumps, errors)
+    settings = _settings(doc, existing, errors)
     if errors:
         raise DefinitionError(errors)
     latest, versions = _versions(existing, journeys)
-    return DefinitionSet(segments=_dependency_order(merged),
+    defs = DefinitionSet(segments=_dependency_order(merged),
                          deliveries=_merge(existing.deliveries, deliveries),
-                         journeys=latest, journey_versions=versions)
+                         journeys=latest, journey_versions=versions, **settings)
+    errors += _destination_errors(defs)
+    if errors:
+        raise DefinitionError(errors)
+    return defs
+
+
+def _settings(doc: dict, existing: DefinitionSet, errors) -> dict:
+    """The settings the file gives (each replaces the applied one whole), else the applied."""
+    out = {name: getattr(existing, name) for name in SETTINGS}
+
+    def error(path: str, problem: str) -> None:
+        errors.append((path, problem))
+
+    if "time_zone" in doc:
+        out["time_zone"] = parse_time_zone(doc["time_zone"], "time_zone", error,
+                                           lambda f: isinstance(f, str)
+                                           and FIELD_NAME.fullmatch(f) is not None
+                                           and not f.startswith("__"))
+    if "quiet_hours" in doc:
+        raw = doc["quiet_hours"]
+        if not isinstance(raw, dict):
+            error("quiet_hours", "expected a mapping of destinations to quiet hours "
+                                 "{from: \"21:00\", to: \"08:00\", then: hold|drop}")
+        else:
+            parsed = {d: parse_quiet_hours(q, f"quiet_hours.{d}", error)
+                      for d, q in raw.items()}
+            for d, q in parsed.items():
+                if q is False:
+                    error(f"quiet_hours.{d}", "a destination's quiet hours are a mapping "
+                                              "(leave the destination out for none)")
+            out["quiet_hours"] = {d: q for d, q in parsed.items() if q}
+    if "caps" in doc:
+        out["caps"] = parse_caps(doc["caps"], "caps", error)
+    return out
+
+
+def _destination_errors(defs: DefinitionSet) -> list[tuple[str, str]]:
+    """Settings for a destination nothing sends to are mistakes (a misspelt channel)."""
+    known = defs.destinations
+    errors = []
+    for name in ("quiet_hours", "caps"):
+        for destination in getattr(defs, name) or {}:
+            if destination not in known:
+                errors.append((f"{name}.{destination}",
+                               f"no delivery or activation step sends to {destination!r} "
+                               f"(destinations: {', '.join(sorted(known)) or 'none'})"))
+    return errors
 
 
 def _document(source) -> dict:
@@ -394,10 +487,31 @@ def _delivery(item, path: str, known: set[str], errors) -> Delivery | None:
         _check_references(trigger, f"{path}.trigger", known, errors)
     limits = _limits(item.get("limits"), f"{path}.limits", errors)
     variants = _variants(item.get("variants"), f"{path}.variants", errors)
+    before = len(errors)
+    sending = _sending(item, path, errors)
     if trigger is None or limits is None or variants is None or not valid_id(item.get("id")) \
-            or not valid_id(target):
+            or not valid_id(target) or len(errors) > before:
         return None
-    return Delivery(item["id"], target, trigger, variants=variants, **limits)
+    return Delivery(item["id"], target, trigger, variants=variants, **limits, **sending)
+
+
+def _sending(item: dict, path: str, errors) -> dict:
+    """A delivery's destination, priority and own quiet hours, where it gives them."""
+    def error(where: str, problem: str) -> None:
+        errors.append((where, problem))
+
+    out = {}
+    if "destination" in item:
+        destination = item["destination"]
+        if not valid_id(destination):
+            error(f"{path}.destination", bad_id(destination))
+        out["destination"] = destination
+    if "priority" in item:
+        out["priority"] = parse_priority(item["priority"], f"{path}.priority", error)
+    if "quiet_hours" in item:
+        out["quiet_hours"] = parse_quiet_hours(item["quiet_hours"], f"{path}.quiet_hours",
+                                               error, may_hold=False)
+    return out
 
 
 def _limits(raw, path: str, errors) -> dict | None:
@@ -568,6 +682,8 @@ def to_records(defs: DefinitionSet, all_versions: bool = False) -> list[tuple[st
     records = [(f"segment:{s.id}", _segment_source(s)) for s in defs.segments]
     records += [(f"delivery:{d.id}", _delivery_source(d)) for d in defs.deliveries]
     records += [(f"journey:{j.id}", journey_source(j)) for j in defs.journeys]
+    records += [(f"settings:{name}", {"id": name, name: source})
+                for name, source in _settings_source(defs).items()]
     if all_versions:
         records += [(f"journey:{jid}:v{n}", journey_source(j))
                     for jid, by_number in defs.journey_versions.items()
@@ -589,9 +705,11 @@ def from_records(records: Iterable[tuple[str, dict | None]]) -> DefinitionSet:
     for key, value in records:
         kind, _, rid = key.partition(":")
         jid, sep, version = rid.partition(":") if kind == "journey" else (rid, "", "")
-        if kind not in ("segment", "delivery", "journey"):
-            errors.append((key, "unknown record kind (expected segment:, delivery: or "
-                                "journey:)"))
+        if kind not in ("segment", "delivery", "journey", "settings"):
+            errors.append((key, "unknown record kind (expected segment:, delivery:, journey: "
+                                "or settings:)"))
+        elif kind == "settings" and rid not in SETTINGS:
+            errors.append((key, f"unknown setting (settings are {', '.join(SETTINGS)})"))
         elif sep and not _JOURNEY_VERSION.fullmatch(version):
             errors.append((key, "expected journey:<id> or journey:<id>:v<N> (N from 1)"))
         elif value is not None and not isinstance(value, dict):
@@ -605,8 +723,11 @@ def from_records(records: Iterable[tuple[str, dict | None]]) -> DefinitionSet:
     doc: dict[str, list] = {"segments": [], "deliveries": []}
     plural = {"segment": "segments", "delivery": "deliveries"}
     for key, value in latest.items():
-        if value is not None and not key.startswith("journey:"):
-            doc[plural[key.partition(":")[0]]].append(value)
+        kind, _, rid = key.partition(":")
+        if value is not None and kind == "settings":
+            doc[rid] = value.get(rid)
+        elif value is not None and kind != "journey":
+            doc[plural[kind]].append(value)
     return _with_journey_versions(doc, _journey_bodies(latest))
 
 
@@ -686,12 +807,30 @@ def _segment_source(s: Segment) -> dict:
     return source
 
 
+def _settings_source(defs: DefinitionSet) -> dict:
+    """The settings given, as plain JSON (a setting never given has no record)."""
+    out = {}
+    if defs.time_zone is not None:
+        out["time_zone"] = defs.time_zone.source()
+    if defs.quiet_hours is not None:
+        out["quiet_hours"] = {d: q.source() for d, q in defs.quiet_hours.items()}
+    if defs.caps is not None:
+        out["caps"] = caps_source(defs.caps)
+    return out
+
+
 def _delivery_source(d: Delivery) -> dict:
     source = {"id": d.id, "segment": d.segment, "trigger": to_source(d.trigger)}
     limits = {key: getattr(d, attr) for key, attr in LIMIT_KEYS.items()
               if getattr(d, attr) is not None}
     if limits:
         source["limits"] = limits
+    if d.destination != DEFAULT_DESTINATION:
+        source["destination"] = d.destination
+    if d.priority:
+        source["priority"] = d.priority
+    if d.quiet_hours is not None:
+        source["quiet_hours"] = quiet_source(d.quiet_hours)
     source["variants"] = [{"id": v.id, "weight": v.weight, "payload": dict(v.payload)}
                           for v in d.variants]
     return source

@@ -13,7 +13,14 @@
             entry: {...}                   # optional: entry, milestone, exits
             steps:
               - {id: hello, kind: activation, destination: email, payload: {t: w}, next: pause}
-              - {id: pause, kind: wait, duration: 1d, next: bye}
+              - {id: pause, kind: wait, duration: 1d, next: morning}
+              - {id: morning, kind: wait, at: "09:00", next: tip}   # local time (with days too)
+              - id: tip
+                kind: activation
+                destination: push
+                priority: 5                                         # wins a cap's last slot
+                quiet_hours: {from: "21:00", to: "08:00", then: hold}   # or false
+                next: bye
               - {id: bye, kind: end}
 
 `parse_journey` reports every problem of one journey at once, as (path, problem) pairs in a
@@ -31,14 +38,16 @@ from state.conditions import Condition, ConditionError, InSegment, parse_conditi
 from state.definition_errors import DefinitionError, bad_id, valid_id
 from state.durations import format_duration, parse_duration
 from state.journeys import REENTRY_MODES, STEP_KINDS, WEEKDAYS, Branch, Journey, Stage, Step
+from state.activation_rules import parse_priority, parse_quiet_hours, quiet_source
+from state.local_time import format_time_of_day, parse_time_of_day
 
 JOURNEY_KEYS = ("id", "description", "entry", "reentry", "cooldown", "goal", "exits",
                 "require_wait_after_activation", "stages")
 STAGE_KEYS = ("id", "entry", "milestone", "exits", "steps")
 STEP_KEYS = {
     "wait": ("id", "kind", "next", "duration", "until", "condition", "timeout", "on_timeout",
-             "days"),
-    "activation": ("id", "kind", "destination", "payload", "next"),
+             "days", "at"),
+    "activation": ("id", "kind", "destination", "payload", "priority", "quiet_hours", "next"),
     "decision": ("id", "kind", "branches", "else"),
     "ab_test": ("id", "kind", "variants"),
     "merge": ("id", "kind", "next"),
@@ -47,7 +56,7 @@ STEP_KEYS = {
 }
 BRANCH_KEYS = ("id", "condition", "next")
 VARIANT_KEYS = ("id", "weight", "next")
-WAIT_KINDS = ("duration", "until", "condition", "days")
+WAIT_KINDS = ("duration", "until", "condition", "days", "at")
 # Where a step goes when it has no `next`: said instead of a bare "unknown key".
 NO_NEXT = {
     "end": "an end step is the last step: it has no next",
@@ -186,10 +195,15 @@ def _step(raw, path: str, check: _Check) -> Step | None:
 
 def _wait(raw: dict, path: str, check: _Check) -> dict:
     given = [k for k in WAIT_KINDS if k in raw]
-    if len(given) != 1:
-        check.error(path, f"a wait step needs exactly one of {', '.join(WAIT_KINDS)}"
-                          + (f" (got {', '.join(given)})" if given else ""))
+    if len(given) != 1 and given != ["days", "at"]:
+        check.error(path, f"a wait step needs exactly one of {', '.join(WAIT_KINDS)}, or "
+                          f"days with at" + (f" (got {', '.join(given)})" if given else ""))
     fields: dict = {}
+    if "at" in raw:
+        try:
+            fields["at"] = parse_time_of_day(raw["at"])
+        except ValueError as exc:
+            check.error(f"{path}.at", str(exc))
     if "duration" in raw:
         fields["duration"] = _duration(raw["duration"], f"{path}.duration", check)
     if "until" in raw:
@@ -224,7 +238,13 @@ def _activation(raw: dict, path: str, check: _Check) -> dict:
         check.error(f"{path}.payload", "expected a mapping of text keys to values "
                                        "(text, finite numbers, true/false or null)")
         payload = {}
-    return {"destination": destination, "payload": dict(payload)}
+    fields = {"destination": destination, "payload": dict(payload)}
+    if "priority" in raw:
+        fields["priority"] = parse_priority(raw["priority"], f"{path}.priority", check.error)
+    if "quiet_hours" in raw:
+        fields["quiet_hours"] = parse_quiet_hours(raw["quiet_hours"], f"{path}.quiet_hours",
+                                                  check.error)
+    return fields
 
 
 def _decision(raw: dict, path: str, check: _Check) -> dict:
@@ -677,8 +697,14 @@ def _step_source(step: Step) -> dict:
                       timeout=format_duration(step.timeout), on_timeout=step.on_timeout)
     if step.days:
         source["days"] = [WEEKDAYS[d] for d in step.days]
+    if step.at is not None:
+        source["at"] = format_time_of_day(step.at)
     if step.kind == "activation":
         source.update(destination=step.destination, payload=dict(step.payload))
+        if step.priority:
+            source["priority"] = step.priority
+        if step.quiet_hours is not None:
+            source["quiet_hours"] = quiet_source(step.quiet_hours)
     if step.kind == "decision":
         source["branches"] = [{"id": b.id, "condition": to_source(b.condition), "next": b.next}
                               for b in step.branches]

@@ -9,8 +9,10 @@ A profile's journeys live in `profile["journeys"]`, one entry per journey id:
     goal_reached (ever),
     sparse {version: {key: {"first": t, "last_reached": t, "last_left": t|None}}},
     branches {version: {step id: branch id}}
-`seq` grows whenever the profile enters a step; a wake-up carries the seq it was set for, so a
-stale or duplicate wake-up finds another seq and does nothing.
+`seq` grows whenever the profile enters a step (and when a held activation is held again); a
+wake-up carries the seq it was set for, so a stale or duplicate wake-up finds another seq and
+does nothing. `due` is when the step's wake-up comes: a timed wait's, or an activation's held
+through its quiet hours (docs/journeys.md rule 19).
 
 Limits (docs/journeys.md rule 15): a profile holds at most `limits.max_journeys` journey
 records; entering a journey it has no record of beyond that is refused (and counted in the
@@ -20,11 +22,11 @@ profile's `limited` counters). A record keeps the sparse state of its newest
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
+from state.activation_rules import NO_RULES, QUIET_HOURS, Pending, Rules
 from state.conditions import EvalContext, evaluate
-from state.durations import DAY
 from state.judging import ACTIVATIONS, Output
+from state.local_time import next_day_start, next_reached, weekday
 from state.profile import LIMITS, Limits, note_limited
 from state.splits import pick
 from state.journeys import Journey, Stage, Step
@@ -45,6 +47,15 @@ class Move:
     left_now: set = field(default_factory=set)  # journeys left by this input: no re-entry now
     jumps: list = field(default_factory=list)  # journeys to enter after a jump step
     limits: Limits = LIMITS
+    rules: Rules = NO_RULES  # time zone, quiet hours, caps (state.activation_rules)
+    pending: list | None = None  # activations to capped destinations, for `settle`
+    _zone: object = None
+
+    def zone(self):
+        """The profile's time zone (looked up once per input, when a step needs it)."""
+        if self._zone is None:
+            self._zone = self.rules.zone_of(self.profile)
+        return self._zone
 
 
 def new_state() -> dict:
@@ -56,13 +67,17 @@ def new_state() -> dict:
 def advance(profile: dict, versions: dict[str, dict[int, Journey]], latest: dict[str, Journey],
             event: dict | None, segments, now: int, source: str, caused_by: str,
             wakeup: tuple[str, int] | None = None, enter: bool = False,
-            limits: Limits = LIMITS) -> list[Output]:
+            limits: Limits = LIMITS, rules: Rules = NO_RULES,
+            pending: list | None = None) -> list[Output]:
     """Move every journey of the profile on this input. `versions` holds every known version
     of each journey (a profile stays on the version it entered with), `latest` the newest.
     Without an event, a profile enters a journey only when `enter` (a batch audience's
-    verdict; never a wake-up)."""
+    verdict; never a wake-up). `rules` are the definitions' time zone, quiet hours and caps;
+    an activation to a capped destination goes into `pending` (when given) for
+    state.activation_rules.settle, which may still suppress it."""
     ctx = EvalContext(profile=profile, event=event, now=now, segments=frozenset(segments))
-    move = Move(profile, ctx, now, source, caused_by, limits=limits)
+    move = Move(profile, ctx, now, source, caused_by, limits=limits, rules=rules,
+                pending=pending if rules.caps else None)
     states = profile.setdefault("journeys", {})
     if wakeup is not None:
         # A wake-up concerns its own journey only, and only the wait it was set for: a stale
@@ -227,6 +242,13 @@ def _later_stage(move: Move, journey: Journey, current: Stage | None) -> Stage |
 
 
 def _continue_wait(move, journey, state, stage, step: Step, woke: bool) -> None:
+    if step.kind == "activation" and woke:  # held through quiet hours: they are over
+        state["due"] = None
+        if _activate(move, journey, state, step):
+            _enter_step(move, journey, state, stage, step.next)
+        else:  # the profile's zone changed meanwhile: held again, under a new seq
+            state["seq"] += 1
+        return
     if step.kind != "wait":
         return
     if step.condition is not None:
@@ -267,8 +289,7 @@ def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id
         _emit(move, journey, state, "entered_step", previous, step.id)
         kind = step.kind
         if kind == "wait":
-            # On a cycle back, a days wait waits for the next allowed day, not today.
-            due = _due(step, (move.now // DAY + 1) * DAY if again and step.days else move.now)
+            due = _due(move, step, again)
             if again and step.until is not None:
                 due = None  # an `until` that has passed goes straight on once per input
             if due is not None and due <= move.now:
@@ -277,7 +298,8 @@ def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id
             state["due"] = due
             return
         if kind == "activation":
-            _activate(move, journey, state, step)
+            if not _activate(move, journey, state, step):
+                return  # held until the quiet hours are over
             step_id = step.next
         elif kind in ("decision", "ab_test"):
             branch = _choose(move, journey, step)
@@ -298,18 +320,22 @@ def _enter_step(move: Move, journey: Journey, state: dict, stage: Stage, step_id
             return
 
 
-def _due(step: Step, now: int) -> int | None:
-    """When a wait entered at `now` is due (`now` itself: it goes straight on)."""
+def _due(move: Move, step: Step, again: bool) -> int | None:
+    """When a wait entered now is due (now itself: it goes straight on). `days` and `at` are
+    read in the profile's time zone (state.local_time: when a time of day is reached). On a
+    cycle back to the wait on the same input (`again`) a `days` wait waits for the next allowed
+    day, not today, and an `at` wait for the next time the clock reaches it."""
+    now = move.now
     if step.duration is not None:
         return now + step.duration
     if step.until is not None:
         return step.until
+    if step.at is not None:
+        return next_reached(now, move.zone(), step.at, step.days, after=again)
     if step.days:
-        day = now // DAY
-        for ahead in range(8):
-            weekday = datetime.fromtimestamp((day + ahead) * DAY / 1000, timezone.utc).weekday()
-            if weekday in step.days:
-                return now if ahead == 0 else (day + ahead) * DAY
+        if not again and weekday(now, move.zone()) in step.days:
+            return now
+        return next_day_start(now, move.zone(), step.days)
     if step.condition is not None:
         return now + step.timeout
     return None
@@ -330,10 +356,33 @@ class _Else:
     id: str = "else"
 
 
-def _activate(move: Move, journey: Journey, state: dict, step: Step) -> None:
+def _activate(move: Move, journey: Journey, state: dict, step: Step) -> bool:
+    """An activation step's work; False when it is held (its quiet hours: a wake-up when they
+    are over), True when the journey goes on (sent, dropped in quiet hours, or pending a cap's
+    decision: a capped one is suppressed and the journey goes on all the same)."""
+    destination = step.destination
+    quiet = move.rules.quiet_for(destination, step.quiet_hours) if move.rules.quiet_hours \
+        or step.quiet_hours else None
+    if quiet is not None and quiet.within(move.zone(), move.now):
+        if quiet.then == "hold":
+            state["due"] = quiet.over(move.zone(), move.now)
+            _emit(move, journey, state, "activation_held", step.id, destination, QUIET_HOURS)
+            return False
+        _emit(move, journey, state, "activation_suppressed", step.id, destination, QUIET_HOURS)
+        _activation(move, journey, step, QUIET_HOURS)
+        return True
+    transition = _emit(move, journey, state, "activation", step.id, destination)
+    record = _activation(move, journey, step, None)
+    if move.pending is not None and destination in move.rules.caps:
+        move.pending.append(Pending(
+            step.priority, f"{journey.id}/{step.id}", destination, move.now, record, transition,
+            _transition_id(move, journey, "activation_suppressed", step.id, destination)))
+    return True
+
+
+def _activation(move: Move, journey: Journey, step: Step, suppressed: str | None) -> dict:
     pid = move.profile["profile_id"]
-    _emit(move, journey, state, "activation", step.id, step.destination)
-    move.outputs.append(Output(ACTIVATIONS, pid, {
+    record = {
         "activation_id": f"{move.source}/journey/{journey.id}/{step.id}",
         "delivery": f"{journey.id}/{step.id}",
         "variant": step.destination,
@@ -341,7 +390,11 @@ def _activate(move: Move, journey: Journey, state: dict, step: Step) -> None:
         "payload": dict(step.payload),
         "time": move.now,
         "caused_by": move.caused_by,
-    }))
+        "destination": step.destination,
+        "suppressed": suppressed,
+    }
+    move.outputs.append(Output(ACTIVATIONS, pid, record))
+    return record
 
 
 def _leave_step(state: dict, now: int) -> None:
@@ -386,10 +439,15 @@ def _left(state: dict, key: str, now: int) -> None:
         cell["last_left"] = now
 
 
-def _emit(move: Move, journey: Journey, state: dict, kind: str, origin, target) -> None:
+def _transition_id(move: Move, journey: Journey, kind: str, origin, target) -> str:
+    return f"{move.source}/journey/{journey.id}/{kind}/{origin}/{target}"
+
+
+def _emit(move: Move, journey: Journey, state: dict, kind: str, origin, target,
+          reason: str | None = None) -> dict:
     pid = move.profile["profile_id"]
-    move.outputs.append(Output(TRANSITIONS, pid, {
-        "transition_id": f"{move.source}/journey/{journey.id}/{kind}/{origin}/{target}",
+    record = {
+        "transition_id": _transition_id(move, journey, kind, origin, target),
         "journey": journey.id,
         "version": journey.version,
         "profile_id": pid,
@@ -399,4 +457,7 @@ def _emit(move: Move, journey: Journey, state: dict, kind: str, origin, target) 
         "stage": state["stage"],
         "time": move.now,
         "caused_by": move.caused_by,
-    }))
+        "reason": reason,
+    }
+    move.outputs.append(Output(TRANSITIONS, pid, record))
+    return record

@@ -36,10 +36,14 @@ class Step:
     condition: Condition | None = None
     timeout: int | None = None
     on_timeout: str | None = None  # the step after a condition wait times out
-    days: tuple[int, ...] = ()  # allowed weekdays, 0 = Monday (UTC)
+    days: tuple[int, ...] = ()  # allowed weekdays, 0 = Monday (in the profile's time zone)
+    at: int | None = None  # a time of day (minutes after midnight, the profile's zone); with
+    # or without days
     # activation
     destination: str | None = None
     payload: dict = field(default_factory=dict)
+    priority: int = 0  # higher wins a cap's last slot (state.activation_rules)
+    quiet_hours: object = None  # QuietHours; False: none; None: the destination's default
     # decision: branches in order, the first that matches wins, else `otherwise`
     # ab_test: weighted variants, chosen deterministically per profile
     branches: tuple[Branch, ...] = ()

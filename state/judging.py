@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from state.activation_rules import QUIET_HOURS, Pending
 from state.conditions import EvalContext, evaluate
 from state.definitions import DefinitionSet, choose_variant
 from state.durations import DAY
@@ -124,12 +125,19 @@ def _change(pid, segment, change, now, source, caused_by) -> Output:
 
 
 def fire_deliveries(profile: dict, event: dict, members: set, defs: DefinitionSet,
-                    source: str) -> list[Output]:
+                    source: str, pending: list | None = None) -> list[Output]:
+    """The activations of the deliveries the event triggers, within their limits. Within its
+    quiet hours (in the profile's time zone) a delivery is dropped: an activation record with
+    `suppressed` = `quiet_hours`, not counted by its limits. A delivery to a capped destination
+    goes into `pending` (when given), for state.activation_rules.settle to decide."""
     outputs = []
-    ctx = EvalContext(profile=profile, event=event, now=event["time"],
-                      segments=frozenset(members))
-    day = event["time"] // DAY
+    t = event["time"]
+    ctx = EvalContext(profile=profile, event=event, now=t, segments=frozenset(members))
+    day = t // DAY
     pid = profile["profile_id"]
+    quiet_hours = defs.delivery_quiet_hours
+    caps = defs.caps if pending is not None else None
+    zone = None
     for d in defs.deliveries:
         if d.segment not in members or not evaluate(d.trigger, ctx):
             continue
@@ -144,16 +152,28 @@ def fire_deliveries(profile: dict, event: dict, members: set, defs: DefinitionSe
             continue
         if d.limits_per_day is not None and count["day_count"] >= d.limits_per_day:
             continue
-        count["total"] += 1
-        count["day_count"] += 1
         variant = choose_variant(d, pid)
-        outputs.append(Output(ACTIVATIONS, pid, {
+        record = {
             "activation_id": f"{source}/delivery/{d.id}",
             "delivery": d.id,
             "variant": variant.id,
             "profile_id": pid,
             "payload": dict(variant.payload),
-            "time": event["time"],
+            "time": t,
             "caused_by": event["event_id"],
-        }))
+            "destination": d.destination,
+            "suppressed": None,
+        }
+        outputs.append(Output(ACTIVATIONS, pid, record))
+        quiet = quiet_hours.get(d.id) if quiet_hours else None
+        if quiet is not None:
+            if zone is None:
+                zone = defs.rules.zone_of(profile)
+            if quiet.within(zone, t):
+                record["suppressed"] = QUIET_HOURS  # a delivery answers its event: never held
+                continue
+        count["total"] += 1
+        count["day_count"] += 1
+        if caps and d.destination in caps:
+            pending.append(Pending(d.priority, d.id, d.destination, t, record, delivery=d.id))
     return outputs

@@ -28,6 +28,10 @@ The rules that make the promises hold:
   wake-up for `@segments`, at which every segment is judged at the due time (the changes'
   cause is `time:<profile>:<due>`) and, when one changed, the journeys move as on a batch
   audience's verdict. A wake-up for another due time is stale and changes nothing.
+- **Sending rules.** Deliveries and journeys read the profile's time zone and quiet hours
+  (state.activation_rules); the activations an input makes to a destination with a frequency
+  cap are decided together once all are made (`journeys`: highest priority first), and the
+  profile keeps the send times its caps count (`sends`).
 - **Bounded.** `limits` (state.profile.Limits, README "Limits") bounds what a profile holds:
   inputs held behind merge barriers (past `max_buffered_bytes` the barriers are lifted: the
   held inputs and this one are applied now, and each merge is folded in when it arrives, as a
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from state.activation_rules import settle
 from state.definitions import DefinitionSet
 from state.journey_machine import advance
 from state.judging import (Output, fire_deliveries, judge_segments, leave_all_segments,
@@ -48,7 +53,7 @@ from state.time_changes import SEGMENTS_WAKEUP, next_change
 
 PROFILE_INPUTS = "profile-inputs"
 STATS = ("first_seen", "last_seen", "counts", "hourly", "daily", "last_time", "last",
-         "aggregates", "request", "segments", "deliveries", "journeys")
+         "aggregates", "request", "segments", "deliveries", "journeys", "sends")
 
 
 class Wire(Protocol):
@@ -176,9 +181,8 @@ def _apply_audience(profile, record, offset, defs, wire, sends, limits) -> None:
     source = f"audience:{record['audience']}:{record['run']}:{profile['profile_id']}"
     now = record["time"]
     outputs = set_membership(profile, record["audience"], record["member"], now, source)
-    outputs += advance(profile, defs.journey_versions, _latest(defs), None,
-                       set(profile["segments"]), now, source, source, enter=True,
-                       limits=limits)
+    outputs += journeys(profile, defs, None, set(profile["segments"]), now, source, source,
+                        enter=True, limits=limits)
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
@@ -190,18 +194,18 @@ def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"],
                                       event_name=event["name"], first=first)
     _schedule(profile, defs)
-    outputs += fire_deliveries(profile, event, members, defs, source)
-    outputs += advance(profile, defs.journey_versions, _latest(defs), event, members,
-                       event["time"], source, event["event_id"], limits=limits)
+    pending = [] if defs.caps else None
+    outputs += fire_deliveries(profile, event, members, defs, source, pending)
+    outputs += journeys(profile, defs, event, members, event["time"], source,
+                        event["event_id"], limits=limits, pending=pending)
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
 def _wake(profile, record, offset, defs, wire, sends, limits) -> None:
     journey, seq, due = record["journey"], record["seq"], record["due"]
     source = f"wakeup:{profile['profile_id']}:{journey}:{seq}"  # unique across profiles
-    outputs = advance(profile, defs.journey_versions, _latest(defs), None,
-                      set(profile["segments"]), due, source, source, wakeup=(journey, seq),
-                      limits=limits)
+    outputs = journeys(profile, defs, None, set(profile["segments"]), due, source, source,
+                       wakeup=(journey, seq), limits=limits)
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
 
@@ -211,8 +215,8 @@ def _wake_segments(profile, record, offset, defs, wire, sends, limits) -> None:
     source = f"time:{profile['profile_id']}:{due}"  # unique across profiles
     members, outputs = judge_segments(profile, defs, due, source, source)
     if outputs:
-        outputs += advance(profile, defs.journey_versions, _latest(defs), None, members, due,
-                           source, source, enter=True, limits=limits)
+        outputs += journeys(profile, defs, None, members, due, source, source, enter=True,
+                            limits=limits)
     _schedule(profile, defs)
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
@@ -226,6 +230,22 @@ def _schedule(profile: dict, defs: DefinitionSet) -> None:
 
 def _latest(defs: DefinitionSet) -> dict:
     return defs.latest_journeys
+
+
+def journeys(profile: dict, defs: DefinitionSet, event: dict | None, members: set, now: int,
+             source: str, caused_by: str, *, pending: list | None = None,
+             limits: Limits = LIMITS, **how) -> list[Output]:
+    """The journeys' moves on one input (state.journey_machine.advance, `how`: wakeup, enter),
+    then the caps' decision over every activation of the input to a capped destination, the
+    deliveries' already in `pending` included (state.activation_rules.settle)."""
+    rules = defs.rules
+    if rules.caps and pending is None:
+        pending = []
+    outputs = advance(profile, defs.journey_versions, defs.latest_journeys, event, members, now,
+                      source, caused_by, limits=limits, rules=rules, pending=pending, **how)
+    if pending:
+        settle(profile, pending, rules.caps)
+    return outputs
 
 
 def waits(profile: dict) -> set[tuple[str, int, int]]:

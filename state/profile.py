@@ -120,6 +120,7 @@ def new_profile(profile_id: str) -> dict:
         "segments_key": None,
         "segments_judged_at": None,
         "segments_due": None,
+        "sends": {},
     }
 
 
@@ -294,8 +295,9 @@ def _prune(profile: dict, before: int | None, names) -> None:
 def fold_visitor(member: dict, visitor: dict, limits: Limits = LIMITS) -> None:
     """Merge a visitor's history into the member (identify). Counts and windows add up, first
     and last seen widen, latest values come from whichever side saw that event name last
-    (the member on a tie), aggregates combine, delivery counters add up, and journeys only the
-    visitor was in carry over with their positions (the member keeps its own otherwise).
+    (the member on a tie), aggregates combine, delivery counters add up, the send times that
+    frequency caps count combine, and journeys only the visitor was in carry over with their
+    positions (the member keeps its own otherwise).
     Within the limits: the visitor's names, fields and journeys that do not fit (taken in
     sorted order) are left out and counted, and the visitor's own counters add up."""
     for key, pick in (("first_seen", min), ("last_seen", max)):
@@ -354,6 +356,10 @@ def fold_visitor(member: dict, visitor: dict, limits: Limits = LIMITS) -> None:
                 mine["day_count"] += c["day_count"]
             elif c["day"] > mine["day"]:
                 mine["day"], mine["day_count"] = c["day"], c["day_count"]
+    for destination, times in (visitor.get("sends") or {}).items():
+        # The same person's sends count against the caps together (state.activation_rules
+        # trims them to the cap's window at the next decision).
+        member["sends"][destination] = sorted([*member["sends"].get(destination, ()), *times])
     for what, n in (visitor.get("limited") or {}).items():
         note_limited(member, what, n)
     _prune(member, None, ())

@@ -1,12 +1,16 @@
 """The reference model: a plain sequential Python model of the promises, to compare the
 topology with. It applies the event log one event at a time in produce order, with merges
 applied at once, reusing the domain's rules (state.profile, state.judging) but none of the
-topology's machinery (routing tables, barriers, outboxes, positions, Kafka)."""
+topology's machinery (routing tables, barriers, outboxes, positions, Kafka). The sending
+rules (time zone, quiet hours, caps and priority: state.activation_rules) are applied as the
+docs say: every activation an input makes to a capped destination, deliveries and journey
+steps together, is decided after all of them are made."""
 from __future__ import annotations
 
 import copy
 
 from state.definitions import from_records, to_records
+from state.activation_rules import settle
 from state.journey_machine import advance
 from state.judging import fire_deliveries, judge_segments, leave_all_segments
 from state.processing import STATS
@@ -84,9 +88,22 @@ class ReferenceModel:
                                           event["event_id"])
         self._schedule(profile, event["time"])
         self._emit(outputs)
-        self._emit(fire_deliveries(profile, event, members, self.defs, source))
-        self._emit(advance(profile, self.defs.journey_versions, self.latest, event, members,
-                           event["time"], source, event["event_id"]))
+        pending: list = []
+        made = fire_deliveries(profile, event, members, self.defs, source, pending)
+        made += self._advance(profile, event, members, event["time"], source,
+                              event["event_id"], pending)
+        self._emit(made)
+
+    def _advance(self, profile, event, members, now, source, caused_by, pending=None,
+                 **how) -> list:
+        """The journeys' moves, then the caps' decision over the input's activations (the
+        records are decided before they go out)."""
+        pending = [] if pending is None else pending
+        rules = self.defs.rules
+        made = advance(profile, self.defs.journey_versions, self.latest, event, members, now,
+                       source, caused_by, rules=rules, pending=pending, **how)
+        settle(profile, pending, rules.caps)
+        return made
 
     def _schedule(self, profile: dict, judged_at: int) -> None:
         """When time alone next changes the segments just judged: a wait of the profile."""
@@ -116,14 +133,13 @@ class ReferenceModel:
                 members, outputs = judge_segments(profile, self.defs, at, cause, cause)
                 self._emit(outputs)
                 if outputs:
-                    self._emit(advance(profile, self.defs.journey_versions, self.latest, None,
-                                       members, at, cause, cause, enter=True))
+                    self._emit(self._advance(profile, None, members, at, cause, cause,
+                                             enter=True))
                 self._schedule(profile, at)
             else:
                 cause = f"wakeup:{pid}:{jid}:{seq}"
-                self._emit(advance(profile, self.defs.journey_versions, self.latest, None,
-                                   set(profile["segments"]), at, cause, cause,
-                                   wakeup=(jid, seq)))
+                self._emit(self._advance(profile, None, set(profile["segments"]), at, cause,
+                                         cause, wakeup=(jid, seq)))
             woken += 1
 
     def states(self) -> dict[str, dict]:

@@ -156,7 +156,8 @@ SEG = "{id: ok, condition: {count.view: {gt: 1}}}"
 @pytest.mark.parametrize("text, path, problem", [
     ("segments: [", "definitions", "not valid YAML"),
     ("- {id: a}", "definitions", "expected a mapping with segments, deliveries and journeys"),
-    ("segmets: []", "segmets", "unknown top-level key (allowed: segments, deliveries, journeys)"),
+    ("segmets: []", "segmets", "unknown top-level key (allowed: segments, deliveries, journeys, "
+                               "time_zone, quiet_hours, caps)"),
     ("segments: {id: a}", "segments", "expected a list, got dict"),
     ("segments: [tokyo]", "segments[0]", "expected a mapping (id, condition), got str"),
     ("segments: [{condition: {count.view: {gt: 1}}}]", "segments[0].id",
@@ -200,7 +201,8 @@ SEG = "{id: ok, condition: {count.view: {gt: 1}}}"
      "deliveries[0].trigger.any[1]", "unknown segment 'vip'"),
     (f"segments: [{SEG}]\ndeliveries: [{{id: d, segment: ok, trigger: {{segment: ok}}, "
      "target: ok}]", "deliveries[0]",
-     "unknown key 'target' (allowed: id, segment, trigger, limits, variants)"),
+     "unknown key 'target' (allowed: id, segment, trigger, limits, destination, priority, "
+     "quiet_hours, variants)"),
     (f"segments: [{SEG}]\ndeliveries: [{{id: d, segment: ok, trigger: {{event.x: {{eq: 1}}}}, "
      "limits: {total: 0}}]", "deliveries[0].limits.total", "expected a positive integer, got 0"),
     (f"segments: [{SEG}]\ndeliveries: [{{id: d, segment: ok, trigger: {{event.x: {{eq: 1}}}}, "
@@ -248,7 +250,8 @@ def test_every_problem_of_a_file_is_reported_at_once_one_per_line():
         """)
     err = info.value
     assert err.errors == [
-        ("extra", "unknown top-level key (allowed: segments, deliveries, journeys)"),
+        ("extra", "unknown top-level key (allowed: segments, deliveries, journeys, time_zone, "
+         "quiet_hours, caps)"),
         ("segments[1].id", "duplicate segment id 'a' (also at segments[0])"),
         ("segments[0].condition", "'count.view' gt needs a number, got 'x'"),
         ("segments[1].condition", "unknown segment 'ghost'"),

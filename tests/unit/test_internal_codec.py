@@ -128,11 +128,14 @@ def test_a_profile_of_the_released_schema_decodes_to_what_the_new_code_expects(w
     profiles, _ = workload
     released = {s.file: AvroCodec("profile", "t", schema=s)
                 for s in released_schemas()["profile"]}
-    v2, v3 = released["profile.v2"], released["profile.v3"]
+    v2, v3, v4 = released["profile.v2"], released["profile.v3"], released["profile.v4"]
     with_journeys = [p for p in profiles if p["journeys"]][:50]
     assert with_journeys
     for p in with_journeys:
+        p = {**p, "sends": {"email": [T0, T0 + 1]}}
         expected = copy.deepcopy(p)
+        expected["sends"] = {}  # not in v4 (nor before): its default
+        same(PROFILES.decode(v4.encode(p)), expected)
         for field in ("segments_key", "segments_judged_at", "segments_due"):
             expected[field] = None  # not in v2 or v3: their defaults
         same(PROFILES.decode(v3.encode(p)), expected)
@@ -211,7 +214,7 @@ def test_a_worker_upgraded_over_a_merge_under_way_finishes_it():
 def test_the_header_is_magic_then_version():
     data = PROFILES.encode(new_profile("p"))
     assert MAGIC == b"\xcb\x6d" and data[:2] != b"\xc3\x01"
-    assert data[2] == VERSION == 2
+    assert data[2] == VERSION == 3
 
 
 def test_a_version_1_profile_decodes_with_the_segment_fields_at_their_defaults():
@@ -225,6 +228,20 @@ def test_a_version_1_profile_decodes_with_the_segment_fields_at_their_defaults()
     assert profile["segments"] == ["buyers"] and profile["last_seen"] == 5
     assert (profile["segments_key"], profile["segments_judged_at"],
             profile["segments_due"]) == (None, None, None)
+
+
+def test_a_version_2_profile_decodes_with_no_send_times():
+    """Version 2 (the shape of schemas/released/profile.v4.avsc) has no `sends`: a profile it
+    wrote reads with none, so its caps count from its next activation on."""
+    import msgpack
+
+    old = {k: v for k, v in new_profile("p").items() if k != "sends"}
+    old.update(segments=["buyers"], last_seen=5, segments_due=9)
+    profile = PROFILES.decode(MAGIC + bytes([2]) + msgpack.packb(old, use_bin_type=True))
+    assert profile["segments"] == ["buyers"] and profile["segments_due"] == 9
+    assert profile["sends"] == {}
+    assert PROFILES.decode(PROFILES.encode({**profile, "sends": {"push": [1, 2]}}))["sends"] \
+        == {"push": [1, 2]}
 
 
 def test_the_version_is_the_shape_of_the_pinned_schemas():
@@ -246,8 +263,8 @@ def test_an_unknown_version_is_refused_by_name():
     data = bytearray(PROFILES.encode(new_profile("p")))
     data[2] = 7
     assert _problem(PROFILES, bytes(data)) == (
-        "cjo.Profile record in format version 7; this reader knows versions 1 and 2 (msgpack) and "
-        "Avro single-object records: a newer worker wrote it")
+        "cjo.Profile record in format version 7; this reader knows versions 1, 2 and 3 "
+        "(msgpack) and Avro single-object records: a newer worker wrote it")
 
 
 @pytest.mark.parametrize("data, problem", [

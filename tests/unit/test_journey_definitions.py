@@ -308,7 +308,7 @@ BAD = [
     pytest.param(one_stage("{id: a, kind: wait, duration: 1d, destination: email, next: b}",
                            "{id: b, kind: end}"), f"{S}.steps[0]",
                  "unknown key 'destination' for a wait step (allowed: id, kind, next, duration, "
-                 "until, condition, timeout, on_timeout, days)", id="step-unknown-key"),
+                 "until, condition, timeout, on_timeout, days, at)", id="step-unknown-key"),
     pytest.param(one_stage("{id: a, kind: merge, next: b}", "{id: b, kind: wait, duration: 1d, "
                                                             "next: c}"),
                  f"{S}.steps[1].next", "unknown step 'c' (steps of stage 's': a, b)",
@@ -392,8 +392,8 @@ BAD = [
     # waits
     pytest.param(one_stage("{id: a, kind: wait, duration: 1d, days: [mon], next: b}",
                            "{id: b, kind: end}"), f"{S}.steps[0]",
-                 "a wait step needs exactly one of duration, until, condition, days "
-                 "(got duration, days)", id="two-kinds-of-wait"),
+                 "a wait step needs exactly one of duration, until, condition, days, at, or "
+                 "days with at (got duration, days)", id="two-kinds-of-wait"),
     pytest.param(one_stage("{id: a, kind: wait, next: b}", "{id: b, kind: end}"),
                  f"{S}.steps[0]", "a wait step needs exactly one of duration, until, "
                                   "condition, days", id="no-kind-of-wait"),

@@ -297,7 +297,8 @@ def test_an_activation_has_an_id_from_the_source_position():
     variant = choose_variant(DEFS.deliveries[0], MEMBER)
     assert activation == {"activation_id": "3:7/delivery/banner", "delivery": "banner",
                           "variant": variant.id, "profile_id": MEMBER,
-                          "payload": variant.payload, "time": T0, "caused_by": "e-7"}
+                          "payload": variant.payload, "time": T0, "caused_by": "e-7",
+                          "destination": "web", "suppressed": None}
     assert decoded(sends)[-1][:2] == ("activations", MEMBER)
 
 

@@ -57,3 +57,14 @@ def test_the_check_catches_a_changed_field_type():
     problems = incompatibilities(avro.schema.parse(json.dumps(changed)),
                                  avro.schema.parse(json.dumps(released)))
     assert len(problems) == 2
+
+
+@pytest.mark.parametrize("name", sorted(released_schemas()))
+def test_each_released_version_is_fully_compatible_with_the_one_before(name):
+    """A topic holds records of every released version: each release read its predecessor's
+    records and was read by it (a chain of full compatibility, not only the newest step)."""
+    versions = released_schemas()[name]
+    for old, new in zip(versions, versions[1:]):
+        problems = incompatibilities(_avro(RELEASED_DIR / f"{new.file}.avsc"),
+                                     _avro(RELEASED_DIR / f"{old.file}.avsc"))
+        assert not problems, f"{new.file} breaks compatibility with {old.file}: {problems}"

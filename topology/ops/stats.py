@@ -16,10 +16,17 @@ class WorkerStats:
         self.wakeup_delays: deque[int] = deque(maxlen=10_000)  # ms, due → applied, recent
 
     def count_output(self, topic: str, record: dict) -> None:
-        """A new record for an output topic (merge hand-overs to profile-inputs are not)."""
+        """A new record for an output topic (merge hand-overs to profile-inputs are not); an
+        activation not to be sent counts as `suppressed:<reason>` (quiet_hours,
+        capped:<destination>)."""
         if topic in OUTPUT_KINDS:
             field = OUTPUT_KINDS[topic]
-            self.outputs[(topic, record[field] if field else "activation")] += 1
+            if field:
+                kind = record[field]
+            else:
+                reason = record.get("suppressed")
+                kind = "activation" if reason is None else f"suppressed:{reason}"
+            self.outputs[(topic, kind)] += 1
 
     def observe_wakeup(self, delay_ms: int) -> None:
         self.wakeup_delays.append(delay_ms)
