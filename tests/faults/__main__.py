@@ -20,9 +20,10 @@ from deploy.broker import LocalBroker
 from deploy.ports import free_port, free_port_pair
 from tests.faults.suite import (HEADER, Report, broker_kill_scenario, broker_scenario,
                                 definitions_scenario, kill_scenario, lost_state_scenario,
-                                stall_scenario, takeover_scenario)
+                                scale_scenario, stall_scenario, takeover_scenario)
 
-SCENARIOS = ("kill", "takeover", "broker", "broker-kill", "lost-state", "definitions", "stall")
+SCENARIOS = ("kill", "takeover", "broker", "broker-kill", "lost-state", "definitions", "stall",
+             "scale")
 
 
 def main(argv=None) -> int:
@@ -76,6 +77,8 @@ def _run(name: str, settings, workdir: Path, args, broker) -> Report:
         return definitions_scenario(settings, workdir, args.events, args.seed + 6)
     if name == "stall":
         return stall_scenario(settings, workdir, args.events, seed=args.seed + 4)
+    if name == "scale":
+        return scale_scenario(settings, workdir, args.events, seed=args.seed + 7)
     return lost_state_scenario(settings, workdir, args.events, args.seed + 3)
 
 

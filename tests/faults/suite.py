@@ -116,6 +116,11 @@ class Cluster:
         self.down.add(i)
         self.procs[i].kill()
 
+    def leave(self, i: int) -> None:
+        """Worker i stops cleanly (scaled in) and stays down."""
+        self.down.add(i)
+        self.procs[i].stop()
+
     def supervise(self) -> bool:
         """Start again every worker that exited on its own; true while any worker runs."""
         for i, proc in enumerate(self.procs):
@@ -235,10 +240,12 @@ class Run:
         last = max(e["time"] for r in self.rounds for _, e in r)
         now = last + 60 * DAY
         self.clock.set(now)
-        before = len(self.model.outputs["journey-transitions"])
+        made = lambda: sum(map(len, self.model.outputs.values()))  # noqa: E731
+        before = made()
         moved = time.time()
         woken = self.model.wake_until(now)
-        assert len(self.model.outputs["journey-transitions"]) > before or not woken
+        # Something woke: a wait ended (a transition) or time changed a segment.
+        assert made() > before or not woken
         self.report.wakeups += woken
         self._wait_for_wakeups(cluster, moved)
 
@@ -512,5 +519,58 @@ def definitions_scenario(settings: Settings, workdir: Path, events: int, seed: i
             run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()
+    finally:
+        cluster.stop()
+
+
+def scale_scenario(settings: Settings, workdir: Path, events: int, seed: int = 8) -> Report:
+    """Scaling out and in under load, on six partitions (not the default eight): one worker
+    starts alone, a second and a third join while rounds are being processed (partitions move
+    to them mid-round), later one leaves by a clean stop mid-round and another is killed
+    (kill -9) mid-round and started again. Standby replicas on. Every worker writes the
+    snapshots of its own partitions into one directory, and at the end one sidecar folds them
+    all and recounts every profile: a violation counts as a mismatch."""
+    from sidecar.follower import check_report
+    from tests.integration.test_snapshots import wait_for_snapshots
+
+    run = Run(settings.with_(partitions=6, standby_replicas=1, snapshot_interval=1.0,
+                             snapshot_dir=str(workdir / "snapshots")),
+              "scale", events, seed, workdir)
+    cluster = Cluster(run.settings, workdir, run.clock, run.report, workers=3)
+    cluster.start(0)
+    cluster.ready(0, partitions=run.settings.partitions)
+    rounds = run.rounds
+    n = len(rounds)
+    joins = {1: 1, 2: 2}  # round -> the worker that joins while it is processed
+    leaves, killed = max(3, n // 2), max(4, (3 * n) // 4)
+    try:
+        for i, log in enumerate(rounds):
+            run.send(log)
+            if i in joins:
+                _pause(run.rng, longest=1.0)
+                cluster.start(joins[i])
+                run.report.restarts += 1
+                cluster.ready(joins[i])
+            if i == leaves:
+                _pause(run.rng, longest=1.0)
+                cluster.leave(1)
+                run.report.kills += 1
+            if i == killed:
+                _pause(run.rng, longest=1.0)
+                cluster.kill(2)
+                run.report.kills += 1
+                cluster.start(2)
+                run.report.restarts += 1
+                run.report.recovery_s.append(cluster.ready(2))
+            run.next_day(cluster, log)
+        run.wake_everything(cluster)
+        report = run.compare()
+        wait_for_snapshots(run.settings, timeout=120)
+        check = check_report(run.settings, 100.0)
+        wrong = sum(check.violations.values())
+        if wrong or check.recounted_profiles == 0:
+            report.mismatches += max(1, wrong)
+            report.examples.append(f"sidecar check over every worker's snapshots: {check}")
+        return report
     finally:
         cluster.stop()
