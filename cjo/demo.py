@@ -199,10 +199,17 @@ def _summarise(settings: Settings, log) -> None:
     _say(f"Segment changes → {settings.topic('segment-changes')}:")
     for segment in sorted(entered):
         _say(f"  {segment:<16} entered {entered[segment]:>5}   left {left[segment]:>5}")
-    by_delivery = Counter((a["delivery"], a["variant"]) for a in activations)
+    by_delivery = Counter((a["delivery"], a["variant"]) for a in activations
+                          if a["suppressed"] is None)
     _say(f"Activations → {settings.topic('activations')}:")
     for (delivery, variant), n in sorted(by_delivery.items()):
         _say(f"  {delivery:<16} variant {variant:<8} {n:>5}")
+    # Caps and quiet hours: activations decided but not to be sent, and why.
+    suppressed = Counter((a["delivery"], a["suppressed"]) for a in activations
+                         if a["suppressed"] is not None)
+    _say("  not sent (suppressed, with the reason): " + (", ".join(
+        f"{delivery} {reason} {n}" for (delivery, reason), n in sorted(suppressed.items()))
+        or "none"))
     _say(f"Dead letters → {settings.topic('dead-letters')}: "
          + ", ".join(f"{d['reason_code']} ({d['reason'][:50]})" for d in dead))
     if activations:
@@ -232,3 +239,9 @@ def _journey_funnel(settings: Settings) -> None:
                  f"milestone {profiles('milestone_reached', stage):>5}")
         exits = Counter(t["to"] for t in records if t["kind"] == "journey_exited")
         _say("  left the journey: " + ", ".join(f"{k} {v}" for k, v in exits.most_common()))
+        held = Counter((t["from"], t["kind"], t["reason"]) for t in records
+                       if t["kind"] in ("activation_held", "activation_suppressed"))
+        if held:
+            _say("  activations held or suppressed: " + ", ".join(
+                f"{step} {kind.removeprefix('activation_')} ({reason}) {n}"
+                for (step, kind, reason), n in sorted(held.items())))

@@ -10,6 +10,7 @@ seed, so a test or benchmark can replay exactly the same log.
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 
 PATHS = ["/", "/search", "/items/1", "/items/2", "/items/3", "/cart", "/campaign/spring"]
@@ -17,6 +18,9 @@ PREFS = list(range(1, 48))  # Japanese prefecture codes, as KARTE's example uses
 BROWSE = [("view", 55), ("click", 15), ("add_to_cart", 10), ("purchase", 5), ("attribute", 5),
           ("__metadata", 10), ("unsubscribe", 1)]
 BACKEND = [("purchase", 40), ("attribute", 60)]
+# Where a profile lives (attribute `tz`, the time zone the example definitions read): from its
+# key, so that every attribute event of a profile says the same and no random draw moves.
+ZONES = ["Asia/Tokyo"] * 6 + ["America/New_York", "Europe/Berlin"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class Workload:
             eid = f"e{self.seed}-{state['n']}"
             if kind == "user":
                 name = _pick(rng, BACKEND)
-                log.append(_event(key, eid, name, None, key, None, _values(rng, name)))
+                log.append(_event(key, eid, name, None, key, None, _values(rng, name, key)))
                 continue
             if i == login_at:
                 identified.add(key)
@@ -87,7 +91,8 @@ class Workload:
                 request = f"r{self.seed}-{state['n']}"
                 name = "__metadata"
             user = member if logged_in else None
-            log.append(_event(key, eid, name, key, user, request, _values(rng, name)))
+            log.append(_event(key, eid, name, key, user, request,
+                              _values(rng, name, member or key)))
         return log
 
 
@@ -100,7 +105,7 @@ def _pick(rng, mix) -> str:
     return rng.choices([n for n, _ in mix], [w for _, w in mix])[0]
 
 
-def _values(rng: random.Random, name: str) -> dict:
+def _values(rng: random.Random, name: str, who: str) -> dict:
     if name in ("view", "__metadata"):
         return {"path": rng.choice(PATHS)}
     if name == "click":
@@ -112,4 +117,5 @@ def _values(rng: random.Random, name: str) -> dict:
     if name == "unsubscribe":
         return {"channel": rng.choice(["email", "push"])}
     pref = 13 if rng.random() < 0.3 else rng.choice(PREFS)  # Tokyo is the biggest market
-    return {"pref_cd": pref, "plan": rng.choice(["free", "standard", "premium"])}
+    return {"pref_cd": pref, "plan": rng.choice(["free", "standard", "premium"]),
+            "tz": ZONES[zlib.crc32(who.encode()) % len(ZONES)]}
