@@ -278,11 +278,26 @@ class Comparison:
         return self.test(ctx)
 
     @cached_property
+    def one_sided(self) -> bool:
+        """Only lower bounds (gte, gt) or only upper bounds (lt, lte): as the value moves one
+        way, the comparison flips at most once."""
+        ops = {check.op for check in self.checks}
+        return ops <= {"gte", "gt"} or ops <= {"lt", "lte"}
+
+    @cached_property
     def accepts(self) -> Callable[[object], bool]:
         """Whether a value the reference reads passes every operator (state.time_changes
         asks this of values the reference will read later)."""
         checks = tuple(_predicate(check.op, check.value) for check in self.checks)
-        return lambda value: all(check(value) for check in checks)
+        if len(checks) == 1:
+            return checks[0]
+
+        def accepts(value) -> bool:
+            for check in checks:
+                if not check(value):
+                    return False
+            return True
+        return accepts
 
     @cached_property
     def test(self) -> Test:

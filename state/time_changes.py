@@ -24,9 +24,13 @@ def next_change(profile: dict, timed_segments, now: int) -> int | None:
     members = frozenset(profile["segments"])
     best = None
     for segment, comparisons in timed_segments:
-        points = set()
+        points: set | list = ()
         for comparison in comparisons:
-            points.update(flips(comparison, profile, now))
+            found = flips(comparison, profile, now)
+            if found:
+                points = found if not points else {*points, *found}
+        if not points:
+            continue
         inside = segment.id in members
         test = segment.condition.test
         for t in sorted(points):
@@ -42,9 +46,9 @@ def flips(comparison: Comparison, profile: dict, now: int) -> list[int]:
     """The moments after `now`, in order, at which the comparison's value changes, the
     profile's history staying as it is."""
     ref = comparison.ref
-    if isinstance(ref, Since):
+    if ref.__class__ is Since:
         return _since_flips(comparison, ref, profile, now)
-    if isinstance(ref, Count) and ref.within is not None:
+    if ref.__class__ is Count and ref.within is not None:
         return _window_flips(comparison, ref, profile, now)
     return []
 
@@ -87,23 +91,31 @@ def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -
     table = profile.get("hourly" if size == HOUR else "daily", {})
     names = table.values() if ref.event is None else (table.get(ref.event) or {},)
     lo, hi = (now - within) // size, now // size
-    value = 0
-    changes: dict[int, int] = {}
+    value, ahead, live = 0, False, []
     for buckets in names:
         for index, n in buckets.items():
             i = int(index)
             if i < lo:
                 continue  # left the window already
             if i > hi:  # a bucket ahead of now (an event later than the judged time)
-                changes[i * size] = changes.get(i * size, 0) + n
+                ahead = True
             else:
                 value += n
-            leaves = (i + 1) * size + within
-            changes[leaves] = changes.get(leaves, 0) - n
-    if not changes:
+            live.append((i, n))
+    if not live:
         return []
     accepts = comparison.accepts
     current = accepts(value)
+    # With nothing ahead the count only falls, to 0; a one-sided threshold (gte/gt, or lt/lte)
+    # that holds alike now and at 0 holds alike all the way down: no flip (the usual case).
+    if not ahead and comparison.one_sided and accepts(0) == current:
+        return []
+    changes: dict[int, int] = {}
+    for i, n in live:
+        if i > hi:
+            changes[i * size] = changes.get(i * size, 0) + n
+        leaves = (i + 1) * size + within
+        changes[leaves] = changes.get(leaves, 0) - n
     out = []
     for t in sorted(changes):
         value += changes[t]
@@ -111,3 +123,4 @@ def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -
             current = not current
             out.append(t)
     return out
+
