@@ -197,3 +197,42 @@ def test_keys_go_to_the_partition_the_producers_partitioner_picks():
         expected = DefaultPartitioner()(key, partitions, partitions)
         assert key_hash(key) % 8 == expected
         assert key_hash(key) % 8 == expected  # cached: the same answer
+
+
+def test_a_flush_waits_for_what_was_submitted_before_it_not_for_an_empty_queue(monkeypatch):
+    """A commit's flush needs only the records of the inputs it commits, submitted before it.
+    Under a steady flow of input the queue is seldom empty: waiting for that held commits for
+    seconds."""
+    kafka = FakeKafka(partitions=1)
+    send_batch = kafka.send_batch
+
+    async def slow_send_batch(builder, topic, *, partition):
+        await asyncio.sleep(0.01)  # the producer takes a while for each batch
+        return await send_batch(builder, topic, partition=partition)
+
+    kafka.send_batch = slow_send_batch
+    sender = Sender(SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: kafka)), {})
+
+    def outgoing(value: bytes) -> sending.Outgoing:
+        made = sending.Outgoing()
+        made.add("t", b"k", value)
+        return made
+
+    async def scenario():
+        await sender.submit(outgoing(b"before"))
+        flushed = asyncio.ensure_future(sender.flush())
+        for n in range(50):  # more every 5 ms: the sender never runs out
+            await sender.submit(outgoing(b"after %d" % n))
+            await asyncio.sleep(0.005)
+            if flushed.done():
+                break
+        assert flushed.done()
+        assert sender.pending_bytes > 0  # records submitted after the flush still wait
+        return [v for *_, records, _ in kafka.batches for _, v in records]
+
+    assert asyncio.run(scenario())[0] == b"before"
+
+
+def test_a_flush_with_everything_handed_over_returns_at_once():
+    sender = Sender(SimpleNamespace(producer=None), {})
+    asyncio.run(asyncio.wait_for(sender.flush(), 1))

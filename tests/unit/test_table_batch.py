@@ -116,3 +116,14 @@ def test_a_revoked_partition_leaves_the_cache_with_its_unwritten_changes(tmp_pat
     cache.partition(1).put("u1", {"n": 1})
     cache.forget({1})
     assert cache.lookup("u1") == (False, None) and cache.dirty == 0
+
+
+def test_the_cache_writes_the_partitions_asked_for_and_skips_those_it_does_not_hold(tmp_path):
+    """Before a commit the profile agent writes its cache a partition at a time."""
+    cache = TableCache(table(tmp_path), JsonCodec(), max_dirty=10)
+    cache.partition(1).put("u1", {"n": 1})
+    cache.partition(2).put("u2", {"n": 2})
+    outgoing = Outgoing()
+    assert cache.flush(outgoing, partitions=(2, 5)) == {2: ["u2"]}  # 5: revoked meanwhile
+    assert [(key, partition) for _, partition, key, _ in outgoing.records] == [(b"u2", 2)]
+    assert cache.lookup("u1") == (True, {"n": 1}) and cache.dirty == 1

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 # Records per batch at most: a fetch can bring thousands per partition, and nothing else runs
 # while an agent works on a batch (timers, web views, commits).
 MAX_BATCH = 500
+# Seconds of agent work after which the fetch loop lets the rest of the worker run (timers, web
+# views, commits, and the sender, which takes everything submitted meanwhile in one round of
+# record batches). At a moderate flow a fetch brings a small batch per partition; a yield after
+# each let the sender start a round for every third batch (bench.pipeline's paced phases), a
+# round for every eight or nine once yields wait for 5 ms of work.
+YIELD_AFTER = 0.005
 
 BatchAgent = Callable[[object, list], Awaitable[None]]  # (tp, aiokafka ConsumerRecords)
 
@@ -114,6 +121,7 @@ class BatchDelivery:
         read_offset = consumer._read_offset
         buffered = consumer._buffered_partitions
         monitor = self.app.monitor
+        yielded = monotonic()
         for tp, batch in records.items():
             if not consumer.flow_active or self.app.consumer_generation_id != generation:
                 return  # a rebalance began: the rest is fetched again after it
@@ -147,7 +155,9 @@ class BatchDelivery:
                 self.done[tp] = chunk[-1].offset + 1
                 consumer._acked[tp]  # Faust commits the partitions it has an ack list for
                 read_offset[tp] = chunk[-1].offset
-                await asyncio.sleep(0)  # timers, web views and commits run between batches
+                if monotonic() - yielded >= YIELD_AFTER:
+                    await asyncio.sleep(0)  # timers, web views and commits run between batches
+                    yielded = monotonic()
 
     async def _one_by_one(self, consumer, tp, batch: list) -> None:
         """Faust's own path (its conductor), for records of topics without a batch agent: table

@@ -15,6 +15,8 @@ Readers that must see the latest value (the profile view) look in the cache firs
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from topology.machinery.sending import Outgoing
 from topology.machinery.table_batch import DELETED, TableBatch
 
@@ -44,10 +46,14 @@ class TableCache:
                 return True, None if value is DELETED else value
         return False, None
 
-    def flush(self, outgoing: Outgoing, older_than: float | None = None) -> dict[int, list]:
-        """Write every change (or those first made before the monotonic time `older_than`);
-        their changelog records go to `outgoing`. Returns the keys written per partition."""
-        return {p: batch.commit(outgoing, older_than) for p, batch in self.partitions.items()}
+    def flush(self, outgoing: Outgoing, older_than: float | None = None,
+              partitions: Iterable[int] | None = None) -> dict[int, list]:
+        """Write every change (or those first made before the monotonic time `older_than`; of
+        `partitions` only, if given); their changelog records go to `outgoing`. Returns the
+        keys written per partition."""
+        chosen = self.partitions if partitions is None else {
+            p: self.partitions[p] for p in partitions if p in self.partitions}
+        return {p: batch.commit(outgoing, older_than) for p, batch in chosen.items()}
 
     def forget(self, partitions: set[int]) -> None:
         """Revoked partitions: unwritten changes are dropped with them (their inputs were not
