@@ -24,11 +24,21 @@ data in a temporary directory and stopped at the end, also on errors. Steps:
             past the others before it starts. CPU (/proc/<pid>/stat) and wall time run from the
             first event its identity step counted to the last input its profile agent applied
             (its /stats/ view, sampled), and it must then be caught up (wait_until_caught_up
-            over events and profile-inputs, as the demo checks). Peak RSS is VmHWM.
+            over events and profile-inputs, as the demo checks). Peak RSS is VmHWM. Kafka
+            records per event: what it read (the events, then the profile inputs it wrote) and
+            wrote (the end offsets of every topic it writes, before it started and once caught
+            up), over the events.
   latency   the same worker, caught up, gets the next events of the workload at half of its
-            measured rate for `--latency-seconds`. Latency of an event = timestamp of its first
-            output record on journey-transitions or segment-changes (paired by caused_by =
-            event_id) minus the input record's CreateTime; p50 and p99 are printed.
+            measured rate for `--latency-seconds`, then at a quarter of it for
+            `--quarter-seconds` (both shorter if the workload's spare events run out: the
+            durations are printed). A paced producer sends, every 2 ms, the events due by
+            then, each stamped (CreateTime) as it is sent. Latency of an event = timestamp of
+            its first output record on journey-transitions or segment-changes (paired by
+            caused_by = event_id; the worker stamps a record when it hands it to its producer)
+            minus the input record's CreateTime; p50 and p99 are printed, with the first hop's
+            share (produce -> the event's profile input), the producer's send ->
+            acknowledgement time, and the worker's CPU per paced event (from the first send
+            until it is caught up, a commit interval later, idle time included).
   restore   (--restore) the worker is stopped, its RocksDB directory deleted and the worker
             started again: the time until its /ready probe answers (tables recovered) gives
             records/s over the records of the profiles changelog (the aliases and wake-ups
@@ -44,6 +54,13 @@ Run from the repository root (prints figures; it is not a test):
 
     python -m bench.pipeline                                   # N=W=100,000, P=100,000
     python -m bench.pipeline --events 20000 --worker-events 5000 --profiles 5000 --restore
+    python -m bench.pipeline --events 30000 --profiles 20000 --json   # figures as JSON too
+
+With `--json` the last line printed is one JSON object (`summary`): `ratio` (the raw loop's CPU
+per event over the worker's: the worker's events/s per core over the raw loop's),
+`worker_us_per_event`, `raw_us_per_event`, `events_per_s`, `records_per_event`, `peak_rss_mb`,
+and per latency phase (`half`, `quarter`) `rate_*`, `p50_ms_*_rate`, `p99_ms_*_rate`,
+`paced_us_per_event_*_rate` and a few more.
 """
 from __future__ import annotations
 
@@ -483,6 +500,36 @@ async def count_records(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
+def worker_topics(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Every topic the worker writes: our name -> (Kafka topic, partitions)."""
+    return {spec.name: (spec.topic_name(settings), spec.partitions or settings.partitions)
+            for spec in topics.ALL + topics.CHANGELOGS
+            if spec not in (topics.EVENTS, topics.DEFINITIONS)}
+
+
+async def records_written(settings: Settings) -> dict[str, int]:
+    """Records in each topic the worker writes so far (the sum of its partitions' end
+    offsets; the worker writes no transactions, so every offset is a record)."""
+    named = worker_topics(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {name: [TopicPartition(topic, p) for p in range(partitions)]
+               for name, (topic, partitions) in named.items()}
+        ends = await consumer.end_offsets([tp for each in tps.values() for tp in each])
+        return {name: sum(ends[tp] for tp in each) for name, each in tps.items()}
+    finally:
+        await consumer.stop()
+
+
+def records_per_event(written: dict[str, int], events: int) -> float:
+    """Kafka records the worker consumed and produced per event: it reads the events and the
+    profile inputs it wrote itself (all of them, once caught up), and writes `written`
+    (records per topic: profile inputs, outputs, changelogs, dead letters, manifests)."""
+    return (events + written.get("profile-inputs", 0) + sum(written.values())) / events
+
+
 # -- (a) the baseline, in a child process -------------------------------------------------------
 
 async def baseline_loop(bootstrap: str, topic: str, out_topic: str, count: int,
@@ -606,25 +653,42 @@ def measure_worker(settings: Settings, worker: WorkerProcess, events: int) -> di
 
 # -- (c) latency ----------------------------------------------------------------------------------
 
-async def paced_produce(bootstrap: str, topic: str, records: list, rate: float) -> dict[str, int]:
-    """Send `records` at `rate` per second; returns event id -> the record's CreateTime (ms)."""
+PACE_TICK = 0.002  # seconds: the paced producer sends what is due every tick, not one by one
+
+
+async def paced_produce(bootstrap: str, topic: str, records: list, rate: float
+                        ) -> tuple[dict[str, int], list[int]]:
+    """Send `records` at `rate` per second: every PACE_TICK, the events due by then, each
+    stamped (CreateTime) as it is sent. Returns event id -> its CreateTime (ms), and the
+    milliseconds from each send to the broker's acknowledgement (what the producer and the
+    broker add to the latency). One wake-up per tick, not per event: the producer shares the
+    machine's two cores with the worker and the broker (one per event took a third of a core
+    at 2,000/s)."""
     codec = AvroCodec("event", topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         sent: dict[str, int] = {}
+        acked: list[int] = []
         acks = []
         began = time.monotonic()
-        for i, (key, event) in enumerate(records):
-            delay = began + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            value = codec.encode(event)
-            now_ms = int(time.time() * 1000)
-            acks.append(await producer.send(topic, value, key=key, timestamp_ms=now_ms))
-            sent[event["event_id"]] = now_ms
+        i = 0
+        while i < len(records):
+            due = min(len(records), int((time.monotonic() - began) * rate) + 1)
+            while i < due:
+                key, event = records[i]
+                now_ms = int(time.time() * 1000)
+                ack = await producer.send(topic, codec.encode(event), key=key,
+                                          timestamp_ms=now_ms)
+                ack.add_done_callback(
+                    lambda _, t=now_ms: acked.append(int(time.time() * 1000) - t))
+                acks.append(ack)
+                sent[event["event_id"]] = now_ms
+                i += 1
+            if i < len(records):
+                await asyncio.sleep(max(PACE_TICK, began + i / rate - time.monotonic()))
         await asyncio.gather(*acks)
-        return sent
+        return sent, sorted(acked)
     finally:
         await producer.stop()
 
@@ -635,13 +699,18 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
     outputs = {"journey-transitions": "journey_transition", "segment-changes": "segment_change"}
     starts = {name: asyncio.run(end_offsets(bootstrap, settings.topic(name), settings.partitions))
               for name in [*outputs, "profile-inputs"]}
+    snapshots0 = (worker_stats(settings) or {}).get("snapshots", 0)
     began, cpu0 = time.monotonic(), worker.cpu_seconds()
-    sent = asyncio.run(paced_produce(bootstrap, settings.topic("events"), records, rate))
+    sent, acked = asyncio.run(paced_produce(bootstrap, settings.topic("events"), records, rate))
     produced_for = time.monotonic() - began
     if not caught_up(settings, worker, 120):
         raise RuntimeError("the worker did not catch up after the paced events")
-    # How busy the worker was while paced: near 100% means the rate is its limit.
-    busy = (worker.cpu_seconds() - cpu0) / (time.monotonic() - began)
+    # How busy the worker was while paced: near 100% means the rate is its limit. (Taken
+    # here, not after the outputs are read below: that idle time is not the events'.)
+    cpu = worker.cpu_seconds() - cpu0
+    busy = cpu / (time.monotonic() - began)
+    # A snapshot (every CJO_SNAPSHOT_INTERVAL) takes up to half the worker's time while it runs.
+    snapshots = (worker_stats(settings) or {}).get("snapshots", 0) - snapshots0
     first_output: dict[str, int] = {}
     for name, schema in outputs.items():
         codec = AvroCodec(schema, settings.topic(name))
@@ -661,12 +730,15 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
             if event_id in first_output:
                 routed.setdefault(event_id, r.timestamp)
     first_hop = sorted(routed[e] - sent[e] for e in routed)
-    return {"events": len(sent), "rate": len(sent) / produced_for, "with_output": len(latencies),
+    return {"events": len(sent), "rate": len(sent) / produced_for, "seconds": produced_for,
+            "with_output": len(latencies),
             "p50_ms": quantile(latencies, 0.50), "p99_ms": quantile(latencies, 0.99),
             "max_ms": latencies[-1] if latencies else None, "worker_busy": busy,
             "first_hop_p50_ms": quantile(first_hop, 0.50),
             "first_hop_p99_ms": quantile(first_hop, 0.99),
-            "cpu_per_event_us": (worker.cpu_seconds() - cpu0) / len(sent) * 1e6}
+            "ack_p50_ms": quantile(acked, 0.50), "ack_p99_ms": quantile(acked, 0.99),
+            "snapshots": snapshots,
+            "cpu_per_event_us": cpu / len(sent) * 1e6}
 
 
 # -- (d) restore --------------------------------------------------------------------------------
@@ -756,7 +828,7 @@ def bench(args, settings: Settings, workers: list) -> int:
     say(f"Applied {len(applied)} definitions (20 segments, 3 deliveries, 5 journeys of 4 "
         "stages)")
 
-    extra = max(10_000, n // 10)  # for the latency phase and the restore probes
+    extra = max(20_000, n // 3)  # for the two latency phases and the restore probes
     t0 = time.monotonic()
     log = build_workload(n + extra, args.profiles)
     say(f"Workload: {describe_workload(log[:n])} (generated in {time.monotonic() - t0:.1f}s)")
@@ -784,46 +856,87 @@ def bench(args, settings: Settings, workers: list) -> int:
         workers.append(worker)
         return worker
 
+    written_before = asyncio.run(records_written(settings))
     worker = start_worker()
     ours = measure_worker(settings, worker, w)
     if ours["events_in"] != w:
         say(f"  note: the worker's identity step counted {ours['events_in']:,} events, "
             f"not {w:,}")
+    written = asyncio.run(records_written(settings))
+    ours["written"] = {name: count - written_before[name] for name, count in written.items()}
+    ours["records_per_event"] = records_per_event(ours["written"], w)
 
-    rate = args.latency_rate or 0.5 * ours["events"] / ours["seconds"]
-    paced = log[n:n + min(extra - 2, max(1, int(rate * args.latency_seconds)))]
-    say(f"(c) latency: {len(paced):,} events at {rate:,.0f}/s "
-        f"({'as asked' if args.latency_rate else 'half of ours'}) to the caught-up worker …")
-    latency = measure_latency(settings, worker, paced, rate)
+    half_rate = args.latency_rate or 0.5 * ours["events"] / ours["seconds"]
+    half_n, quarter_n = paced_counts(extra - 2, half_rate, args.latency_seconds,
+                                     half_rate / 2, args.quarter_seconds)
+    latency = {}
+    for label, rate, paced in (("half", half_rate, log[n:n + half_n]),
+                               ("quarter", half_rate / 2, log[n + half_n:n + half_n + quarter_n])):
+        asked = "as asked" if args.latency_rate else "of ours"
+        say(f"(c) latency: {len(paced):,} events at {rate:,.0f}/s ({label} {asked}) to the "
+            "caught-up worker …")
+        latency[label] = measure_latency(settings, worker, paced, rate)
     worker.stop()
 
     restore = None
     if args.restore:
         say("(d) restore: restart with the RocksDB directory intact, then without it …")
-        restore = measure_restore(settings, start_worker, log[n + len(paced):][:2])
+        restore = measure_restore(settings, start_worker, log[n + half_n + quarter_n:][:2])
 
-    print_report(base, ours, latency, restore)
+    report(base, ours, latency, restore, as_json=args.json)
     return 0
 
 
+def report(base: dict, ours: dict, latency: dict, restore: dict | None,
+           as_json: bool = False) -> None:
+    """The table and notes; with `as_json`, then the figures as one JSON object on the last
+    line."""
+    print_report(base, ours, latency, restore)
+    if as_json:
+        say(json.dumps(summary(base, ours, latency, restore)))
+
+
+def paced_counts(available: int, half_rate: float, half_seconds: float, quarter_rate: float,
+                 quarter_seconds: float) -> tuple[int, int]:
+    """Events for the half-rate and the quarter-rate phases: as many as their rates and
+    durations ask for, both cut in the same proportion when the workload has fewer."""
+    half, quarter = max(1, int(half_rate * half_seconds)), max(1, int(quarter_rate *
+                                                                      quarter_seconds))
+    if half + quarter > available:
+        scale = available / (half + quarter)
+        half, quarter = max(1, int(half * scale)), max(1, int(quarter * scale))
+    return half, quarter
+
+
+def per_event_us(r: dict) -> float:
+    return r["cpu_seconds"] / r["events"] * 1e6
+
+
+def events_per_s(r: dict) -> float:
+    return r["events"] / r["seconds"]
+
+
 def print_report(base: dict, ours: dict, latency: dict, restore: dict | None) -> None:
-    def per_event_us(r):
-        return r["cpu_seconds"] / r["events"] * 1e6
-
-    def rate(r):
-        return r["events"] / r["seconds"]
-
+    """`latency`: the phase at half our rate ("half") and at a quarter ("quarter")."""
+    base_us, ours_us = per_event_us(base), per_event_us(ours)
     rows = [
         ("events measured", f"{base['events']:,}", f"{ours['events']:,}", ""),
-        ("events/s", f"{rate(base):,.0f}", f"{rate(ours):,.0f}", f"{rate(ours) / rate(base):.3f}"),
-        ("CPU µs/event", f"{per_event_us(base):,.1f}", f"{per_event_us(ours):,.1f}",
-         f"{per_event_us(ours) / per_event_us(base):.1f}"),
-        ("events/s per core (1e6/CPU µs)", f"{1e6 / per_event_us(base):,.0f}",
-         f"{1e6 / per_event_us(ours):,.0f}", ""),
+        ("events/s", f"{events_per_s(base):,.0f}", f"{events_per_s(ours):,.0f}",
+         f"{events_per_s(ours) / events_per_s(base):.3f}"),
+        ("CPU µs/event", f"{base_us:,.1f}", f"{ours_us:,.1f}", f"{ours_us / base_us:.1f}"),
+        ("events/s per core (1e6/CPU µs)", f"{1e6 / base_us:,.0f}", f"{1e6 / ours_us:,.0f}",
+         f"{base_us / ours_us:.3f}"),
+        ("Kafka records per event (in + out)", "2", f"{ours['records_per_event']:.2f}", ""),
         ("peak RSS MB", f"{base['peak_rss_mb']:,.0f}", f"{ours['peak_rss_mb']:,.0f}", ""),
-        (f"latency p50 / p99 ms (at {latency['rate']:,.0f}/s)", "-",
-         f"{latency['p50_ms']} / {latency['p99_ms']}", ""),
     ]
+    for label, phase in latency.items():
+        paced_us = phase["cpu_per_event_us"]
+        rows += [
+            (f"latency p50 / p99 ms ({label} rate, {phase['rate']:,.0f}/s)", "-",
+             f"{phase['p50_ms']} / {phase['p99_ms']}", ""),
+            (f"CPU µs per paced event ({label} rate)", "-", f"{paced_us:,.0f}",
+             f"{paced_us / ours_us:.2f}x bulk"),
+        ]
     say()
     say(f"Machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable by this "
         "process); CPU is each process's own (the broker's is not counted)")
@@ -836,11 +949,17 @@ def print_report(base: dict, ours: dict, latency: dict, restore: dict | None) ->
         f"sample) made {ours['inputs']:,} profile inputs; wall time {ours['seconds']:.1f}s, "
         f"CPU {ours['cpu_seconds']:.1f}s. Baseline: wall {base['seconds']:.1f}s, "
         f"CPU {base['cpu_seconds']:.1f}s.")
-    say(f"Latency: {latency['with_output']:,} of {latency['events']:,} paced events had a "
-        f"journey transition or segment change; max {latency['max_ms']} ms; the worker was "
-        f"busy {latency['worker_busy']:.0%} of a core ({latency['cpu_per_event_us']:,.0f} µs "
-        "CPU per paced event); of that latency, produce -> profile input (the identity step) "
-        f"p50 / p99 {latency['first_hop_p50_ms']} / {latency['first_hop_p99_ms']} ms.")
+    written = ", ".join(f"{name} {count:,}" for name, count in ours["written"].items() if count)
+    say(f"Records the worker wrote: {written}; it read the events and the profile inputs.")
+    for label, phase in latency.items():
+        say(f"Latency at {label} rate: {phase['events']:,} events in {phase['seconds']:.1f}s, "
+            f"{phase['with_output']:,} had a journey transition or segment change; max "
+            f"{phase['max_ms']} ms; the worker was busy {phase['worker_busy']:.0%} of a core "
+            f"({phase['cpu_per_event_us']:,.0f} µs CPU per paced event); of that latency, "
+            "produce -> profile input (the identity step) p50 / p99 "
+            f"{phase['first_hop_p50_ms']} / {phase['first_hop_p99_ms']} ms; the paced producer's "
+            f"send -> acknowledgement p50 / p99 {phase['ack_p50_ms']} / {phase['ack_p99_ms']} ms; "
+            f"{phase['snapshots']} partition snapshot(s) written meanwhile.")
     if restore:
         records, cold, warm = restore["records"], restore["cold_ready_s"], restore["warm_ready_s"]
         say(f"Restore: {records:,} records in the profiles changelog. Without the RocksDB "
@@ -848,6 +967,39 @@ def print_report(base: dict, ours: dict, latency: dict, restore: dict | None) ->
             f"{restore['cold_s']:.1f}s); with it after {warm:.1f}s ({restore['warm_s']:.1f}s).")
         say(f"  {records / cold:,.0f} records/s restored counting the startup"
             + (f", {records / (cold - warm):,.0f} records/s without it" if cold > warm else ""))
+
+
+def summary(base: dict, ours: dict, latency: dict, restore: dict | None = None) -> dict:
+    """The run's figures as one flat JSON object (`--json`): what a script compares between
+    runs. `ratio` is the worker's events/s per core over the raw loop's (the raw loop's CPU per
+    event over ours)."""
+    base_us, ours_us = per_event_us(base), per_event_us(ours)
+    half, quarter = latency["half"], latency["quarter"]
+    figures = {
+        "ratio": round(base_us / ours_us, 4),
+        "worker_us_per_event": round(ours_us, 1),
+        "raw_us_per_event": round(base_us, 1),
+        "events_per_s": round(events_per_s(ours), 1),
+        "raw_events_per_s": round(events_per_s(base), 1),
+        "records_per_event": round(ours["records_per_event"], 3),
+        "peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "raw_peak_rss_mb": round(base["peak_rss_mb"], 1),
+        "events": ours["events"],
+    }
+    for label, phase in (("half", half), ("quarter", quarter)):
+        figures.update({
+            f"rate_{label}": round(phase["rate"], 1),
+            f"p50_ms_{label}_rate": phase["p50_ms"],
+            f"p99_ms_{label}_rate": phase["p99_ms"],
+            f"max_ms_{label}_rate": phase["max_ms"],
+            f"first_hop_p99_ms_{label}_rate": phase["first_hop_p99_ms"],
+            f"ack_p99_ms_{label}_rate": phase["ack_p99_ms"],
+            f"paced_us_per_event_{label}_rate": round(phase["cpu_per_event_us"], 1),
+            f"busy_{label}_rate": round(phase["worker_busy"], 3),
+        })
+    if restore:
+        figures["restore_records_per_s"] = round(restore["records"] / restore["cold_ready_s"], 1)
+    return figures
 
 
 def main(argv=None) -> int:
@@ -862,7 +1014,12 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0,
                         help="how long events are sent at half our rate (default 20)")
     parser.add_argument("--latency-rate", type=float, default=None,
-                        help="events/s of the latency phase (default: half of ours)")
+                        help="events/s of the latency phase (default: half of ours); the "
+                             "second phase runs at half of it")
+    parser.add_argument("--quarter-seconds", type=float, default=10.0,
+                        help="how long events are sent at a quarter of our rate (default 10)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the figures as one JSON object, on the last line")
     parser.add_argument("--restore", action="store_true",
                         help="also time a worker restoring its tables from the changelogs")
     parser.add_argument("--keep", action="store_true",
