@@ -37,8 +37,9 @@ data in a temporary directory and stopped at the end, also on errors. Steps:
             caused_by = event_id; the worker stamps a record when it hands it to its producer)
             minus the input record's CreateTime; p50 and p99 are printed, with the first hop's
             share (produce -> the event's profile input), the producer's send ->
-            acknowledgement time, and the worker's CPU per paced event (from the first send
-            until it is caught up, a commit interval later, idle time included).
+            acknowledgement time, and the worker's CPU per paced event: from the first send
+            until it applied the last input (its /stats/ sampled), as for the bulk figure;
+            and until it is caught up (its offsets committed, up to a commit interval later).
   restore   (--restore) the worker is stopped, its RocksDB directory deleted and the worker
             started again: the time until its /ready probe answers (tables recovered) gives
             records/s over the records of the profiles changelog (the aliases and wake-ups
@@ -76,6 +77,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -656,6 +658,38 @@ def measure_worker(settings: Settings, worker: WorkerProcess, events: int) -> di
 PACE_TICK = 0.002  # seconds: the paced producer sends what is due every tick, not one by one
 
 
+class Sampling:
+    """The worker's CPU and /stats/ sampled in a thread (every SAMPLE_S / 2) while a latency
+    phase runs: when it applied its last input is the end of its work."""
+
+    def __init__(self, settings: Settings, worker: WorkerProcess) -> None:
+        self.settings, self.worker = settings, worker
+        self.samples: list[Sample] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Sampling":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(SAMPLE_S / 2):
+            s = sample(self.worker, self.settings)
+            if s is not None:
+                self.samples.append(s)
+
+    def end_of_work(self) -> "Sample | None":
+        """The first sample that had seen every input the worker applied in the phase."""
+        if not self.samples:
+            return None
+        final = self.samples[-1].applied
+        return next(s for s in self.samples if s.applied >= final)
+
+
 async def paced_produce(bootstrap: str, topic: str, records: list, rate: float
                         ) -> tuple[dict[str, int], list[int]]:
     """Send `records` at `rate` per second: every PACE_TICK, the events due by then, each
@@ -701,14 +735,20 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
               for name in [*outputs, "profile-inputs"]}
     snapshots0 = (worker_stats(settings) or {}).get("snapshots", 0)
     began, cpu0 = time.monotonic(), worker.cpu_seconds()
-    sent, acked = asyncio.run(paced_produce(bootstrap, settings.topic("events"), records, rate))
-    produced_for = time.monotonic() - began
-    if not caught_up(settings, worker, 120):
-        raise RuntimeError("the worker did not catch up after the paced events")
-    # How busy the worker was while paced: near 100% means the rate is its limit. (Taken
-    # here, not after the outputs are read below: that idle time is not the events'.)
-    cpu = worker.cpu_seconds() - cpu0
-    busy = cpu / (time.monotonic() - began)
+    with Sampling(settings, worker) as sampled:
+        sent, acked = asyncio.run(paced_produce(bootstrap, settings.topic("events"), records,
+                                                rate))
+        produced_for = time.monotonic() - began
+        if not caught_up(settings, worker, 120):
+            raise RuntimeError("the worker did not catch up after the paced events")
+        cpu_caught_up = worker.cpu_seconds() - cpu0
+    # The worker's CPU until it applied the last input, as for the bulk figure (not until its
+    # offsets were committed, up to a commit interval later, nor while the outputs are read).
+    # How busy it was meanwhile: near 100% means the rate is its limit.
+    end = sampled.end_of_work()
+    cpu, busy = cpu_caught_up, cpu_caught_up / (time.monotonic() - began)
+    if end is not None and end.at > began:
+        cpu, busy = end.cpu - cpu0, (end.cpu - cpu0) / (end.at - began)
     # A snapshot (every CJO_SNAPSHOT_INTERVAL) takes up to half the worker's time while it runs.
     snapshots = (worker_stats(settings) or {}).get("snapshots", 0) - snapshots0
     first_output: dict[str, int] = {}
@@ -738,7 +778,8 @@ def measure_latency(settings: Settings, worker: WorkerProcess, records: list,
             "first_hop_p99_ms": quantile(first_hop, 0.99),
             "ack_p50_ms": quantile(acked, 0.50), "ack_p99_ms": quantile(acked, 0.99),
             "snapshots": snapshots,
-            "cpu_per_event_us": cpu / len(sent) * 1e6}
+            "cpu_per_event_us": cpu / len(sent) * 1e6,
+            "cpu_per_event_to_commit_us": cpu_caught_up / len(sent) * 1e6}
 
 
 # -- (d) restore --------------------------------------------------------------------------------
@@ -955,7 +996,9 @@ def print_report(base: dict, ours: dict, latency: dict, restore: dict | None) ->
         say(f"Latency at {label} rate: {phase['events']:,} events in {phase['seconds']:.1f}s, "
             f"{phase['with_output']:,} had a journey transition or segment change; max "
             f"{phase['max_ms']} ms; the worker was busy {phase['worker_busy']:.0%} of a core "
-            f"({phase['cpu_per_event_us']:,.0f} µs CPU per paced event); of that latency, "
+            f"({phase['cpu_per_event_us']:,.0f} µs CPU per paced event until it applied the "
+            f"last, {phase['cpu_per_event_to_commit_us']:,.0f} µs until caught up, its commit "
+            "included); of that latency, "
             "produce -> profile input (the identity step) p50 / p99 "
             f"{phase['first_hop_p50_ms']} / {phase['first_hop_p99_ms']} ms; the paced producer's "
             f"send -> acknowledgement p50 / p99 {phase['ack_p50_ms']} / {phase['ack_p99_ms']} ms; "
@@ -995,6 +1038,8 @@ def summary(base: dict, ours: dict, latency: dict, restore: dict | None = None) 
             f"first_hop_p99_ms_{label}_rate": phase["first_hop_p99_ms"],
             f"ack_p99_ms_{label}_rate": phase["ack_p99_ms"],
             f"paced_us_per_event_{label}_rate": round(phase["cpu_per_event_us"], 1),
+            f"paced_us_per_event_to_commit_{label}_rate": round(
+                phase["cpu_per_event_to_commit_us"], 1),
             f"busy_{label}_rate": round(phase["worker_busy"], 3),
         })
     if restore:

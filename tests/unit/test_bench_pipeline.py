@@ -16,7 +16,8 @@ def phase(rate: float, p50: int, p99: int) -> dict:
     return {"events": int(rate * 10), "rate": rate, "seconds": 10.0, "with_output": 100,
             "p50_ms": p50, "p99_ms": p99, "max_ms": p99 + 10, "worker_busy": 0.5,
             "first_hop_p50_ms": p50 // 2, "first_hop_p99_ms": p99 // 2, "ack_p50_ms": 2,
-            "ack_p99_ms": 9, "snapshots": 0, "cpu_per_event_us": 250.0}
+            "ack_p99_ms": 9, "snapshots": 0, "cpu_per_event_us": 250.0,
+            "cpu_per_event_to_commit_us": 270.0}
 
 
 def figures() -> tuple[dict, dict, dict]:
