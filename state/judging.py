@@ -36,15 +36,14 @@ def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
     come from other definitions, and when `event_name` is None."""
     before = profile["segments"]
     profile["segments_judged_at"] = now
-    if first and event_name is not None:
-        audiences = defs.audience_ids
+    if event_name is not None and first:
         members = set(defs.segments_of_no_history)
-        members.update(s for s in before if s in audiences)
-    elif event_name is None or profile["segments_key"] != defs.segments_key:
-        profile["segments_key"] = defs.segments_key
-        return _judge_all(profile, defs, now, source, caused_by)
-    else:
+        members.update(s for s in before if s in defs.audience_ids)
+    elif event_name is not None and profile["segments_key"] == defs.segments_key:
         members = set(before)  # later segments are in it too: none refers to them
+    else:
+        profile["segments_key"] = defs.segments_key
+        return _settle(profile, _judge_all(profile, defs, now), now, source, caused_by)
     profile["segments_key"] = defs.segments_key
     ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
     changed: set = set()
@@ -59,21 +58,10 @@ def judge_segments(profile: dict, defs: DefinitionSet, now: int, source: str,
                     members.discard(sid)
     if not changed and not first:
         return members, []
-    was = set(before)
-    if members == was:
-        return members, []
-    pid = profile["profile_id"]
-    now_in = sorted(members)
-    outputs = [_change(pid, seg, "entered", now, source, caused_by)
-               for seg in now_in if seg not in was]
-    outputs += [_change(pid, seg, "left", now, source, caused_by)
-                for seg in before if seg not in members]
-    profile["segments"] = now_in
-    return set(members), outputs
+    return _settle(profile, members, now, source, caused_by)
 
 
-def _judge_all(profile: dict, defs: DefinitionSet, now: int, source: str,
-               caused_by: str) -> tuple[set, list[Output]]:
+def _judge_all(profile: dict, defs: DefinitionSet, now: int) -> set:
     members: set = set()  # grows in dependency order: later segments see earlier ones
     ctx = EvalContext(profile=profile, event=None, now=now, segments=members)
     before = profile["segments"]
@@ -84,11 +72,21 @@ def _judge_all(profile: dict, defs: DefinitionSet, now: int, source: str,
                 members.add(segment.id)
         elif condition.test(ctx):
             members.add(segment.id)
-    pid = profile["profile_id"]
+    return members
+
+
+def _settle(profile: dict, members: set, now: int, source: str,
+            caused_by: str) -> tuple[set, list[Output]]:
+    """The profile's memberships become `members`: an output for each change."""
+    before = profile["segments"]
     # Sorted by id, so that neither memberships nor outputs depend on definition order.
     now_in = sorted(members)
+    if now_in == before:
+        return set(members), []
+    pid = profile["profile_id"]
+    was = set(before)
     outputs = [_change(pid, seg, "entered", now, source, caused_by)
-               for seg in now_in if seg not in before] if now_in != before else []
+               for seg in now_in if seg not in was]
     outputs += [_change(pid, seg, "left", now, source, caused_by)
                 for seg in before if seg not in members]
     profile["segments"] = now_in
