@@ -9,6 +9,31 @@ from cjo.settings import Settings
 from cjo.web_client import get_json
 
 
+def start_against_model(settings: Settings, workers, tmp_path, definitions: str,
+                        start_ms: int):
+    """(clock, model, worker): `definitions` applied, a worker whose clock (a file) stands at
+    `start_ms`, and the reference model of the same definitions."""
+    from cjo.clock import Clock
+    from state.definitions import load_definitions
+    from tests.model import ReferenceModel
+    from topology.pipeline.definitions import apply_definitions
+    from topology.pipeline.topics import ensure_topics
+
+    clock = Clock(str(tmp_path / "clock"))
+    clock.set(start_ms)
+    ensure_topics(settings)
+    asyncio.run(apply_definitions(settings, definitions))
+    model = ReferenceModel(load_definitions(definitions))
+    worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
+    return clock, model, worker
+
+
+def send_to_both(settings: Settings, model, log) -> None:
+    """Produce `log` and apply it to the reference model at the positions it got."""
+    for (partition, offset), (_, event) in zip(send_events(settings, log), log):
+        model.apply(partition, offset, event)
+
+
 def send_events(settings: Settings, log) -> list[tuple[int, int]]:
     return asyncio.run(produce(settings.bootstrap_servers, settings.topic("events"), "event", log))
 

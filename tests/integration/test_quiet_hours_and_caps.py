@@ -6,19 +6,15 @@ mail waits for the next 09:00 on the profile's clock, and emails compete for a c
 steps with no events; at each step the stream equals the reference model, records and state."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from collections import Counter
 
-from cjo.clock import Clock
-from state.definitions import load_definitions
 from state.durations import DAY, MINUTE
 from state.local_time import zone
-from tests.integration.harness import outputs, send_events, table, wait_processed
-from tests.model import ReferenceModel, comparable
-from topology.pipeline.definitions import apply_definitions
-from topology.pipeline.topics import ensure_topics
+from tests.integration.harness import (outputs, send_to_both, start_against_model, table,
+                                       wait_processed)
+from tests.model import comparable
 
 START = 1_774_656_000_000  # 2026-03-28T00:00:00Z; Berlin springs forward on the 29th
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo")
@@ -88,24 +84,16 @@ def _same_as_model(settings, model) -> bool:
 
 def test_quiet_hours_time_zones_and_caps_against_the_model(settings, workers, tmp_path):
     settings = settings.with_(commit_interval=0.5)
-    clock = Clock(str(tmp_path / "clock"))
-    clock.set(START)
-    ensure_topics(settings)
-    asyncio.run(apply_definitions(settings, DEFINITIONS))
-    model = ReferenceModel(load_definitions(DEFINITIONS))
-    worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
+    clock, model, worker = start_against_model(settings, workers, tmp_path, DEFINITIONS, START)
     log = _events()
-    first_day = [e for e in log if e[1]["time"] < START + DAY]
-    for (partition, offset), (_, event) in zip(send_events(settings, first_day), first_day):
-        model.apply(partition, offset, event)
+    send_to_both(settings, model, [e for e in log if e[1]["time"] < START + DAY])
     wait_processed(settings, worker)
 
     later = [e for e in log if e[1]["time"] >= START + DAY]
     for step_to in (START + DAY, START + DAY + 7 * 60 * MINUTE, START + 2 * DAY,
                     START + 3 * DAY):
         if later and step_to > START + DAY + 7 * 60 * MINUTE:  # the next morning's buys
-            for (partition, offset), (_, event) in zip(send_events(settings, later), later):
-                model.apply(partition, offset, event)
+            send_to_both(settings, model, later)
             later = []
             wait_processed(settings, worker)  # applied before the waits due after them
         model.wake_until(step_to)

@@ -5,17 +5,13 @@ stream equals the reference model at every step, and the sidecar's recount agree
 snapshot."""
 from __future__ import annotations
 
-import asyncio
 import time
 
-from cjo.clock import Clock
-from state.definitions import load_definitions
 from state.durations import DAY, HOUR, MINUTE
-from tests.integration.harness import outputs, send_events, stats, table, wait_processed
+from tests.integration.harness import (outputs, send_to_both, start_against_model, stats, table,
+                                       wait_processed)
 from tests.integration.test_snapshots import wait_for_snapshots
 from tests.model import ReferenceModel, comparable
-from topology.pipeline.definitions import apply_definitions
-from topology.pipeline.topics import ensure_topics
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DEFINITIONS = """
@@ -68,15 +64,9 @@ def test_segments_change_as_the_clock_passes_with_no_event(settings, workers, tm
 
     settings = settings.with_(commit_interval=0.5, snapshot_interval=1.0,
                               snapshot_dir=str(tmp_path / "snapshots"))
-    clock = Clock(str(tmp_path / "clock"))
-    clock.set(START)
-    ensure_topics(settings)
-    asyncio.run(apply_definitions(settings, DEFINITIONS))
-    model = ReferenceModel(load_definitions(DEFINITIONS))
-    worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
+    clock, model, worker = start_against_model(settings, workers, tmp_path, DEFINITIONS, START)
     log = _events()
-    for (partition, offset), (_, event) in zip(send_events(settings, log), log):
-        model.apply(partition, offset, event)
+    send_to_both(settings, model, log)
     clock.set(max(e["time"] for _, e in log))
     model.wake_until(clock.now_ms())
     wait_processed(settings, worker)
