@@ -14,7 +14,7 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from cjo.kafka_io import read_all
-from cjo.web_client import call, get_json
+from cjo.web_client import call
 from schemas.codec import AvroCodec
 from tests.integration.harness import outputs, send_events, stats, table, wait_processed
 from topology.pipeline.identity import murmur2_partition
