@@ -55,16 +55,18 @@ def _topics(args, settings: Settings) -> int:
 
 def _worker(argv: list[str], settings: Settings) -> int:
     from topology.app import create_app
-    from topology.pipeline.topics import ensure_topics
+    from topology.pipeline.topics import ensure_topics, generation
 
     level = _loglevel_option(argv)
     if level is None:
         argv = ["--loglevel", settings.log_level, *argv]
     else:
         settings = settings.with_(log_level=level)
+    ids = None
     if "--help" not in argv:  # Faust prints its worker options; no broker needed for that
         ensure_topics(settings)
-    topology = create_app(settings)
+        ids = generation(settings)  # before any input is processed: every output id has it
+    topology = create_app(settings, generation=ids)
     # Faust's own command line (click) reads sys.argv: hand it `worker` and the options.
     sys.argv = ["cjo", "worker", *argv]
     topology.app.main()

@@ -27,6 +27,7 @@ from state.activation_rules import NO_RULES, QUIET_HOURS, Pending, Rules
 from state.conditions import EvalContext, evaluate
 from state.judging import ACTIVATIONS, Output
 from state.local_time import next_day_start, next_reached, weekday
+from state.output_ids import text
 from state.profile import LIMITS, Limits, note_limited
 from state.splits import pick
 from state.journeys import Journey, Stage, Step
@@ -440,7 +441,7 @@ def _left(state: dict, key: str, now: int) -> None:
 
 
 def _transition_id(move: Move, journey: Journey, kind: str, origin, target) -> str:
-    return f"{move.source}/journey/{journey.id}/{kind}/{origin}/{target}"
+    return f"{move.source}/journey/{journey.id}/{kind}/{text(origin)}/{text(target)}"
 
 
 def _emit(move: Move, journey: Journey, state: dict, kind: str, origin, target,

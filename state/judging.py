@@ -94,14 +94,14 @@ def _settle(profile: dict, members: set, now: int, source: str,
 
 
 def set_membership(profile: dict, segment: str, member: bool, now: int,
-                   source: str) -> list[Output]:
+                   source: str, caused_by: str) -> list[Output]:
     """Enter or leave one segment as told (a batch audience); an output when it changes."""
     current = set(profile["segments"])
     if member == (segment in current):
         return []
     profile["segments"] = sorted(current | {segment} if member else current - {segment})
     return [_change(profile["profile_id"], segment, "entered" if member else "left", now,
-                    source, source)]
+                    source, caused_by)]
 
 
 def leave_all_segments(profile: dict, now: int, source: str, caused_by: str) -> list[Output]:

@@ -49,6 +49,7 @@ from state.journey_machine import advance
 from state.judging import (Output, fire_deliveries, judge_segments, leave_all_segments,
                            set_membership)
 from state.profile import LIMITS, Limits, fold_visitor, new_profile, note_limited, record_event
+from state.output_ids import source as output_source
 from state.time_changes import SEGMENTS_WAKEUP, next_change
 
 PROFILE_INPUTS = "profile-inputs"
@@ -66,6 +67,8 @@ class Wire(Protocol):
     def encode_profile(self, profile: dict) -> bytes: ...
     def decode_profile(self, data: bytes) -> dict: ...
     def encode_output(self, topic: str, record: dict) -> bytes: ...
+
+    generation: str  # the instance part of output ids (state.output_ids)
 
 
 def source_of(record: dict) -> str:
@@ -178,10 +181,12 @@ def _apply_audience(profile, record, offset, defs, wire, sends, limits) -> None:
     """The sidecar's verdict on a batch audience: membership changes (an output when it does),
     and the profile's journeys move as on an event, which lets a journey use the audience as
     entry criteria. Other segments are judged again on the profile's next event."""
-    source = f"audience:{record['audience']}:{record['run']}:{profile['profile_id']}"
+    cause = f"audience:{record['audience']}:{record['run']}:{profile['profile_id']}"
+    source = output_source(wire.generation, profile["profile_id"], "audience",
+                           record["audience"], record["run"])
     now = record["time"]
-    outputs = set_membership(profile, record["audience"], record["member"], now, source)
-    outputs += journeys(profile, defs, None, set(profile["segments"]), now, source, source,
+    outputs = set_membership(profile, record["audience"], record["member"], now, source, cause)
+    outputs += journeys(profile, defs, None, set(profile["segments"]), now, source, cause,
                         enter=True, limits=limits)
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
@@ -190,7 +195,7 @@ def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     event = record["event"]
     first = profile["last_seen"] is None
     record_event(profile, event, limits)
-    source = source_of(record)
+    source = output_source(wire.generation, profile["profile_id"], "event", event["event_id"])
     members, outputs = judge_segments(profile, defs, event["time"], source, event["event_id"],
                                       event_name=event["name"], first=first)
     _schedule(profile, defs)
@@ -203,8 +208,9 @@ def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
 
 def _wake(profile, record, offset, defs, wire, sends, limits) -> None:
     journey, seq, due = record["journey"], record["seq"], record["due"]
-    source = f"wakeup:{profile['profile_id']}:{journey}:{seq}"  # unique across profiles
-    outputs = journeys(profile, defs, None, set(profile["segments"]), due, source, source,
+    cause = f"wakeup:{profile['profile_id']}:{journey}:{seq}"  # unique across profiles
+    source = output_source(wire.generation, profile["profile_id"], "wakeup", journey, seq)
+    outputs = journeys(profile, defs, None, set(profile["segments"]), due, source, cause,
                        wakeup=(journey, seq), limits=limits)
     _emit(profile, source, offset, outputs, wire, sends, limits)
 
@@ -212,10 +218,11 @@ def _wake(profile, record, offset, defs, wire, sends, limits) -> None:
 def _wake_segments(profile, record, offset, defs, wire, sends, limits) -> None:
     """Time alone changes a segment now: judge them all at the due time."""
     due = record["due"]
-    source = f"time:{profile['profile_id']}:{due}"  # unique across profiles
-    members, outputs = judge_segments(profile, defs, due, source, source)
+    cause = f"time:{profile['profile_id']}:{due}"  # unique across profiles
+    source = output_source(wire.generation, profile["profile_id"], "time", due)
+    members, outputs = judge_segments(profile, defs, due, source, cause)
     if outputs:
-        outputs += journeys(profile, defs, None, members, due, source, source, enter=True,
+        outputs += journeys(profile, defs, None, members, due, source, cause, enter=True,
                             limits=limits)
     _schedule(profile, defs)
     _emit(profile, source, offset, outputs, wire, sends, limits)
@@ -264,7 +271,8 @@ def _merge_out(profile, record, offset, wire, sends, limits) -> None:
     has_history = not profile["merged_into"] and profile["last_seen"] is not None
     state = wire.encode_profile(profile) if has_history else None
     now = profile["last_seen"] or 0
-    outputs = leave_all_segments(profile, now, merge_id, merge_id)
+    source = _merge_source(profile, record, wire)
+    outputs = leave_all_segments(profile, now, source, merge_id)
     outputs.append(Output(PROFILE_INPUTS, member, {
         "kind": "merge_in", "profile_id": member,
         "source_partition": record["source_partition"],
@@ -278,7 +286,14 @@ def _merge_out(profile, record, offset, wire, sends, limits) -> None:
     profile["limited"] = {}  # the counters went with the state: the member adds them up
     profile["merged_into"] = member
     profile["segments_due"] = None  # it is in no segment now, and has no history
-    _emit(profile, source_of(record), offset, outputs, wire, sends, limits)
+    _emit(profile, source, offset, outputs, wire, sends, limits)
+
+
+def _merge_source(profile: dict, record: dict, wire: Wire) -> str:
+    """What the ids of a merge's outputs for this profile start with: the merge's identify
+    position names it (state.output_ids)."""
+    return output_source(wire.generation, profile["profile_id"], "merge",
+                         record["source_partition"], record["source_offset"])
 
 
 def _merge_in(profile, record, offset, defs, wire, sends, limits) -> None:
@@ -296,10 +311,11 @@ def _merge_in(profile, record, offset, defs, wire, sends, limits) -> None:
     if merge_id in profile["pending_merges"]:
         profile["pending_merges"].remove(merge_id)
     outputs = []
+    source = _merge_source(profile, record, wire)
     if profile["last_seen"] is not None:
-        _, outputs = judge_segments(profile, defs, profile["last_seen"], merge_id, merge_id)
+        _, outputs = judge_segments(profile, defs, profile["last_seen"], source, merge_id)
         _schedule(profile, defs)
-    _emit(profile, merge_id, offset, outputs, wire, sends, limits)
+    _emit(profile, source, offset, outputs, wire, sends, limits)
     if profile["pending_merges"]:
         return
     waiting, profile["buffered"] = profile["buffered"], []

@@ -27,8 +27,11 @@ def as_workers_read(defs):
 
 
 class ReferenceModel:
-    def __init__(self, defs) -> None:
+    def __init__(self, defs, generation: str = "cjo") -> None:
+        """`generation`: the instance part of the output ids, as the worker has it (its events
+        topic's id, topology.pipeline.topics.generation; a test wire's own)."""
         defs = self.defs = as_workers_read(defs)
+        self.generation = generation
         self.latest = {j.id: j for j in defs.journeys}
         self.profiles: dict[str, dict] = {}
         self.alias: dict[str, str] = {}
@@ -50,12 +53,12 @@ class ReferenceModel:
             self.outputs[o.topic].append(o.record)
 
     def apply(self, partition: int, offset: int, event: dict) -> None:
-        source = f"{partition}:{offset}"
+        position = f"{partition}:{offset}"
         visitor, user = event["visitor_id"], event["user_id"]
         if event["name"] == "identify" and self.alias.get(visitor) != user:
             previous = self.alias.get(visitor)
             self.alias[visitor] = user
-            merge_id = f"{visitor}>{user}@{source}"
+            merge_id = f"{self.generation}/{visitor}>{user}@{position}"
             self.outputs["identity-merges"].append({
                 "merge_id": merge_id, "visitor_id": visitor, "member_id": user,
                 "previous_member_id": previous, "time": event["time"],
@@ -65,7 +68,8 @@ class ReferenceModel:
             state = None
             if not v["merged_into"] and v["last_seen"] is not None:
                 state = copy.deepcopy(v)
-            self._emit(leave_all_segments(v, v["last_seen"] or 0, merge_id, merge_id))
+            self._emit(leave_all_segments(v, v["last_seen"] or 0,
+                                          self._source(visitor, f"merge:{position}"), merge_id))
             fresh = new_profile(visitor)
             for key in STATS:
                 v[key] = fresh[key]
@@ -75,14 +79,20 @@ class ReferenceModel:
             if state is not None:
                 fold_visitor(m, state)
             if m["last_seen"] is not None:
-                self._emit(judge_segments(m, self.defs, m["last_seen"], merge_id, merge_id)[1])
+                self._emit(judge_segments(m, self.defs, m["last_seen"],
+                                          self._source(user, f"merge:{position}"), merge_id)[1])
                 self._schedule(m, m["last_seen"])
             target = user
         else:
             target = user or self.alias.get(visitor) or visitor
-        self._apply_event(self._profile(target), event, source)
+        self._apply_event(self._profile(target), event)
 
-    def _apply_event(self, profile: dict, event: dict, source: str) -> None:
+    def _source(self, pid: str, cause: str) -> str:
+        """What the ids of an input's outputs for a profile start with (README "Output ids")."""
+        return f"{self.generation}/{pid}/{cause}"
+
+    def _apply_event(self, profile: dict, event: dict) -> None:
+        source = self._source(profile["profile_id"], f"event:{event['event_id']}")
         record_event(profile, event)
         members, outputs = judge_segments(profile, self.defs, event["time"], source,
                                           event["event_id"])
@@ -129,16 +139,17 @@ class ReferenceModel:
             at, pid, jid, seq = due[0]
             profile = self.profiles[pid]
             if jid == SEGMENTS_WAKEUP:
-                cause = f"time:{pid}:{at}"
-                members, outputs = judge_segments(profile, self.defs, at, cause, cause)
+                cause, source = f"time:{pid}:{at}", self._source(pid, f"time:{at}")
+                members, outputs = judge_segments(profile, self.defs, at, source, cause)
                 self._emit(outputs)
                 if outputs:
-                    self._emit(self._advance(profile, None, members, at, cause, cause,
+                    self._emit(self._advance(profile, None, members, at, source, cause,
                                              enter=True))
                 self._schedule(profile, at)
             else:
                 cause = f"wakeup:{pid}:{jid}:{seq}"
-                self._emit(self._advance(profile, None, set(profile["segments"]), at, cause,
+                source = self._source(pid, f"wakeup:{jid}:{seq}")
+                self._emit(self._advance(profile, None, set(profile["segments"]), at, source,
                                          cause, wakeup=(jid, seq)))
             woken += 1
 

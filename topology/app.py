@@ -114,7 +114,9 @@ async def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings) -> Topology:
+def create_app(settings: Settings, generation: str | None = None) -> Topology:
+    """The worker's app; `generation` is the instance part of its output ids
+    (topology.pipeline.topics.generation; None: the app id)."""
     budget_rocksdb_memory()
     native_memory = NativeMemory()
     # Before the worker starts its threads (RocksDB's, the executor's): they share the arenas.
@@ -173,7 +175,7 @@ def create_app(settings: Settings) -> Topology:
     }
     stats = WorkerStats()
     sender = app.sender = Sender(app, {name: settings.topic(name) for name in declared})
-    wire = WorkerWire(settings, on_output=stats.count_output)
+    wire = WorkerWire(settings, on_output=stats.count_output, generation=generation)
     topology = Topology(
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,
         sender=sender,

@@ -43,7 +43,7 @@ from state.durations import DAY
 from tests.integration.harness import outputs, table
 from tests.model import ReferenceModel, comparable
 from topology.pipeline.definitions import apply_definitions
-from topology.pipeline.topics import ensure_topics
+from topology.pipeline.topics import ensure_topics, generation
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 OUTPUTS = (("segment-changes", "segment_change", "change_id"),
@@ -188,7 +188,7 @@ class Run:
         ensure_topics(self.settings)
         source = EXAMPLES.read_text()
         asyncio.run(apply_definitions(self.settings, source))
-        self.model = ReferenceModel(load_definitions(source))
+        self.model = ReferenceModel(load_definitions(source), generation(self.settings))
 
     def send(self, log) -> None:
         """Produce one round. The next round may drive a member through another key (another

@@ -17,13 +17,13 @@ def start_against_model(settings: Settings, workers, tmp_path, definitions: str,
     from state.definitions import load_definitions
     from tests.model import ReferenceModel
     from topology.pipeline.definitions import apply_definitions
-    from topology.pipeline.topics import ensure_topics
+    from topology.pipeline.topics import ensure_topics, generation
 
     clock = Clock(str(tmp_path / "clock"))
     clock.set(start_ms)
     ensure_topics(settings)
     asyncio.run(apply_definitions(settings, definitions))
-    model = ReferenceModel(load_definitions(definitions))
+    model = ReferenceModel(load_definitions(definitions), generation(settings))
     worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
     return clock, model, worker
 

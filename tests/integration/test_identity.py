@@ -18,7 +18,7 @@ from cjo.web_client import call
 from schemas.codec import AvroCodec
 from tests.integration.harness import outputs, send_events, stats, table, wait_processed
 from topology.pipeline.identity import murmur2_partition
-from topology.pipeline.topics import ensure_topics
+from topology.pipeline.topics import ensure_topics, generation
 
 NOW = int(time.time() * 1000) - 3_600_000
 
@@ -50,10 +50,12 @@ def test_an_identify_makes_one_merge_record_even_when_redelivered(settings, work
     first = workers(settings.with_(commit_interval=3600.0))
     positions = send_events(settings, [keyed(e) for e in log])
     at = {e["event_id"]: (e, p) for e, p in zip(log, positions)}
+    instance = generation(settings)
 
     def merge(eid: str, visitor: str, member: str, previous: str | None) -> dict:
         e, (partition, offset) = at[eid]
-        return {"merge_id": f"{visitor}>{member}@{partition}:{offset}", "visitor_id": visitor,
+        return {"merge_id": f"{instance}/{visitor}>{member}@{partition}:{offset}",
+                "visitor_id": visitor,
                 "member_id": member, "previous_member_id": previous, "time": e["time"],
                 "caused_by": eid, "source_partition": partition, "source_offset": offset}
 

@@ -17,7 +17,7 @@ from state.durations import DAY, HOUR
 from tests.integration.harness import outputs, send_events, stats, table, wait_processed
 from tests.model import ReferenceModel, comparable
 from topology.pipeline.definitions import apply_definitions
-from topology.pipeline.topics import ensure_topics
+from topology.pipeline.topics import ensure_topics, generation
 
 JOURNEYS = Path(__file__).resolve().parent / "journeys.yaml"
 START = int(time.time() * 1000) - 40 * DAY  # event times are in the past: the clock starts there
@@ -107,7 +107,7 @@ def test_journey_transitions_equal_the_reference_model(settings, workers, tmp_pa
     ensure_topics(settings)
     source = JOURNEYS.read_text()
     asyncio.run(apply_definitions(settings, source))
-    model = ReferenceModel(load_definitions(source))
+    model = ReferenceModel(load_definitions(source), generation(settings))
     worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
 
     rng = random.Random(4)

@@ -12,7 +12,7 @@ from state.definitions import load_definitions
 from tests.integration.harness import outputs, send_events, table, wait_processed
 from tests.model import ReferenceModel, comparable
 from topology.pipeline.definitions import apply_definitions
-from topology.pipeline.topics import ensure_topics
+from topology.pipeline.topics import ensure_topics, generation
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 
@@ -23,7 +23,7 @@ def test_topology_equals_the_reference_model(settings, workers, still_clock):
     source = EXAMPLES.read_text()
     asyncio.run(apply_definitions(settings, source))
     defs = load_definitions(source)
-    model = ReferenceModel(defs)
+    model = ReferenceModel(defs, generation(settings))
 
     workload = Workload(seed=11, members=120, visitors_per_member=2, anonymous=150)
     rounds = workload.rounds(6, 700)

@@ -15,7 +15,7 @@ from state.definitions import load_definitions
 from tests.integration.harness import outputs, send_events, table, wait_processed
 from tests.model import ReferenceModel, comparable
 from topology.pipeline.definitions import apply_definitions
-from topology.pipeline.topics import ensure_topics
+from topology.pipeline.topics import ensure_topics, generation
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "definitions.yaml"
 TOPICS = (("segment-changes", "segment_change", "change_id"),
@@ -34,7 +34,7 @@ def test_inputs_processed_twice_change_nothing(settings, workers, still_clock, l
     ensure_topics(settings)
     source = EXAMPLES.read_text()
     asyncio.run(apply_definitions(settings, source))
-    model = ReferenceModel(load_definitions(source))
+    model = ReferenceModel(load_definitions(source), generation(settings))
     rounds = Workload(seed=5, members=40, anonymous=40).rounds(4, 400)
 
     # A worker that never commits (the interval is longer than the test).

@@ -93,6 +93,7 @@ class PickleWire:
     """Any encoding will do for the domain; the profile agent only needs it to round-trip."""
     decode_input = decode_profile = staticmethod(pickle.loads)
     encode_input = encode_profile = staticmethod(pickle.dumps)
+    generation = "cjo"  # the instance part of output ids (the reference model's default)
 
     @staticmethod
     def encode_output(topic, record):
@@ -156,7 +157,8 @@ def test_entering_an_audience_adds_the_segment_and_says_entered_once():
     sends = agent.feed(audience_input(member=True, run=1, t=T0 + 5))
     assert agent.profile["segments"] == ["vip"]
     assert [(s["topic"], s["key"], pickle.loads(s["value"])) for s in sends] == [
-        ("segment-changes", MEMBER, {"change_id": f"audience:vip:1:{MEMBER}/segment/vip/entered",
+        ("segment-changes", MEMBER, {"change_id": f"cjo/{MEMBER}/audience:vip:1/segment/vip/"
+                                                  "entered",
                                      "profile_id": MEMBER, "segment": "vip",
                                      "change": "entered", "time": T0 + 5,
                                      "caused_by": f"audience:vip:1:{MEMBER}"})]
@@ -216,7 +218,7 @@ def test_a_journey_entered_on_the_audience_starts_with_the_audience_input():
 
 def test_an_audience_input_behind_a_merge_barrier_waits_and_is_applied_in_order():
     agent = Agent()
-    merge = f"{VISITOR}>{MEMBER}@2:10"
+    merge = f"cjo/{VISITOR}>{MEMBER}@2:10"
     identify = {**event_input(10, "identify", partition=2), "kind": "identify",
                 "visitor_id": VISITOR, "merge_id": merge}
     agent.feed(identify)

@@ -67,10 +67,10 @@ def test_the_keys_logged_are_bounded(caplog):
 def test_the_merge_record_fits_its_schema_and_is_the_models():
     identify = {"event_id": "e-9", "name": "identify", "visitor_id": "v1", "user_id": "u1",
                 "time": 1_767_225_600_000, "request_id": None, "values": {}}
-    made = merge_record(identify, None, "v1>u1@3:41", 3, 41)
+    made = merge_record(identify, None, "cjo/v1>u1@3:41", 3, 41)
     codec = AvroCodec("identity_merge", "t.identity-merges")
     assert codec.decode(codec.encode(made)) == made
-    assert made == {"merge_id": "v1>u1@3:41", "visitor_id": "v1", "member_id": "u1",
+    assert made == {"merge_id": "cjo/v1>u1@3:41", "visitor_id": "v1", "member_id": "u1",
                     "previous_member_id": None, "time": 1_767_225_600_000,
                     "caused_by": "e-9", "source_partition": 3, "source_offset": 41}
 
@@ -80,4 +80,4 @@ def test_the_merge_record_fits_its_schema_and_is_the_models():
     again = {**identify, "event_id": "e-11", "user_id": "u2"}
     model.apply(3, 43, again)
     assert model.outputs["identity-merges"] == [
-        made, merge_record(again, "u1", "v1>u2@3:43", 3, 43)]
+        made, merge_record(again, "u1", "cjo/v1>u2@3:43", 3, 43)]

@@ -149,7 +149,7 @@ segments:
     record_event(profile, buy)
     _judge(profile, defs, buy, incremental=True)
     assert profile["segments"] == []
-    set_membership(profile, "vip", True, T0 + 1, "audience:vip:1:m1")
+    set_membership(profile, "vip", True, T0 + 1, "audience:vip:1:m1", "audience:vip:1:m1")
     view = _event("view", T0 + 2, 2)
     record_event(profile, view)
     members, outputs = _judge(profile, defs, view, incremental=True)

@@ -37,6 +37,8 @@ def loads(data: bytes):
 
 
 class JsonWire:
+    generation = "cjo"  # the instance part of output ids (the reference model's default)
+
     def encode_input(self, record: dict) -> bytes:
         return dumps(record)
 
@@ -100,7 +102,12 @@ def event_input(pid, partition, offset, kind="event", **fields) -> dict:
 
 
 def merge_id(partition=2, offset=10, visitor=VISITOR, member=MEMBER) -> str:
-    return f"{visitor}>{member}@{partition}:{offset}"
+    return f"{WIRE.generation}/{visitor}>{member}@{partition}:{offset}"
+
+
+def made_by(cause: str, pid: str = MEMBER) -> str:
+    """What the ids of an input's outputs for `pid` start with (state.output_ids)."""
+    return f"{WIRE.generation}/{pid}/{cause}"
 
 
 def identify_input(partition=2, offset=10, visitor=VISITOR, member=MEMBER, t=T0) -> dict:
@@ -188,20 +195,20 @@ def test_an_event_updates_the_profile_and_reports_the_segments_it_entered():
     assert agent.profile["counts"] == {"purchase": 1}
     assert agent.profile["segments"] == ["buyer", "newbie"]
     assert decoded(sends) == [
-        ("segment-changes", MEMBER, {"change_id": "3:7/segment/buyer/entered",
+        ("segment-changes", MEMBER, {"change_id": made_by("event:e-7") + "/segment/buyer/entered",
                                      "profile_id": MEMBER, "segment": "buyer",
                                      "change": "entered", "time": T0, "caused_by": "e-7"}),
-        ("segment-changes", MEMBER, {"change_id": "3:7/segment/newbie/entered",
+        ("segment-changes", MEMBER, {"change_id": made_by("event:e-7") + "/segment/newbie/entered",
                                      "profile_id": MEMBER, "segment": "newbie",
                                      "change": "entered", "time": T0, "caused_by": "e-7"}),
     ]
 
 
-def test_leaving_a_segment_has_an_id_from_the_source_position():
+def test_leaving_a_segment_has_an_id_from_its_cause():
     agent = Agent()
     agent.feed(event_input(MEMBER, 3, 7, name="purchase"))
     sends = agent.feed(event_input(MEMBER, 3, 8, name="purchase", t=T0 + 1, event_id="e-8"))
-    assert ids(sends) == ["3:8/segment/newbie/left"]
+    assert ids(sends) == [made_by("event:e-8") + "/segment/newbie/left"]
     assert decoded(sends)[0][2]["caused_by"] == "e-8"
     assert agent.profile["segments"] == ["buyer"]
 
@@ -243,7 +250,8 @@ def test_a_newer_offset_of_the_same_source_partition_is_applied():
     agent.feed(event_input(MEMBER, 3, 7))
     sends = agent.feed(event_input(MEMBER, 3, 8, t=T0 + 1))
     assert agent.profile["counts"] == {"view": 2}
-    assert ids(sends) == ["3:8/segment/newbie/left", "3:8/delivery/banner"]
+    cause = made_by(f"event:view@{T0 + 1}")
+    assert ids(sends) == [f"{cause}/segment/newbie/left", f"{cause}/delivery/banner"]
     assert agent.profile["positions"] == {"3": 8}
 
 
@@ -261,7 +269,8 @@ def test_positions_are_kept_per_source_partition():
 def test_outputs_stay_in_the_outbox_with_the_offset_that_made_them():
     agent = Agent(limited())
     sends = agent.feed(event_input(MEMBER, 3, 7))
-    assert agent.profile["outbox"] == [{"source": "3:7", "offset": 0, "records": sends}]
+    assert agent.profile["outbox"] == [{"source": made_by(f"event:view@{T0}"), "offset": 0,
+                                        "records": sends}]
 
 
 def test_an_input_without_outputs_adds_nothing_to_the_outbox():
@@ -290,12 +299,13 @@ def test_a_redelivery_resends_only_what_is_not_yet_committed():
 # ---------------------------------------------------------------- deliveries
 
 
-def test_an_activation_has_an_id_from_the_source_position():
+def test_an_activation_has_an_id_from_its_cause():
     agent = Agent()
     sends = agent.feed(event_input(MEMBER, 3, 7, event_id="e-7"))
     (activation,) = activations(sends)
     variant = choose_variant(DEFS.deliveries[0], MEMBER)
-    assert activation == {"activation_id": "3:7/delivery/banner", "delivery": "banner",
+    assert activation == {"activation_id": made_by("event:e-7") + "/delivery/banner",
+                          "delivery": "banner",
                           "variant": variant.id, "profile_id": MEMBER,
                           "payload": variant.payload, "time": T0, "caused_by": "e-7",
                           "destination": "web", "suppressed": None}
@@ -386,12 +396,12 @@ def test_merge_in_folds_the_visitor_judges_segments_and_releases_the_waiting_inp
     agent.feed(event_input(MEMBER, 2, 11, name="view", t=T0 + 3 * MINUTE, event_id="e-11"))
     visitor = visitor_state(event("view", t=T0 - HOUR, user=None, visitor=VISITOR))
     sends = agent.feed(merge_in_input(visitor))
-    mid = merge_id()
+    mid, cause = merge_id(), made_by("merge:2:10")
     assert ids(sends) == [
-        f"{mid}/segment/viewer/entered",  # the visitor's view, judged as the merge
-        f"{mid}/segment/newbie/left",
-        "2:11/delivery/banner",  # then the waiting view (identify fires nothing)
-    ]
+        f"{cause}/segment/viewer/entered",  # the visitor's view, judged as the merge
+        f"{cause}/segment/newbie/left",
+        made_by("event:e-11") + "/delivery/banner",  # then the waiting view (identify fires
+    ]                                                # nothing)
     merge_changes = [r for _, _, r in decoded(sends)[:2]]
     assert {r["caused_by"] for r in merge_changes} == {mid}
     assert {r["time"] for r in merge_changes} == {T0 + MINUTE}  # merged last_seen
@@ -430,7 +440,7 @@ def test_a_merge_in_before_its_identify_is_applied_at_once():
     sends = agent.feed(merge_in_input(visitor_state(event("view", t=T0, user=None,
                                                           visitor=VISITOR))))
     assert agent.profile["counts"] == {"purchase": 1, "view": 1}
-    assert f"{merge_id()}/segment/viewer/entered" in ids(sends)
+    assert made_by("merge:2:10") + "/segment/viewer/entered" in ids(sends)
     assert agent.profile["pending_merges"] == []
 
 
@@ -450,7 +460,7 @@ def test_a_merge_in_without_visitor_state_only_lifts_the_barrier():
     sends = agent.feed(merge_in_input(None))
     # Nothing folded, so the merge itself changes no segment; the released identify is an
     # event of its own (a second event: newbie is left).
-    assert ids(sends) == ["2:10/segment/newbie/left"]
+    assert ids(sends) == [made_by(f"event:identify@{T0 + 2 * MINUTE}") + "/segment/newbie/left"]
     assert agent.profile["counts"] == {"purchase": 1, "identify": 1}
     assert agent.profile["pending_merges"] == [] and agent.profile["buffered"] == []
 
@@ -524,7 +534,8 @@ def test_merge_out_leaves_every_segment_of_the_visitor_because_of_the_merge():
     mid = merge_id()
     changes = [(r["change_id"], r["segment"], r["change"], r["caused_by"], r["time"])
                for t, _, r in decoded(sends) if t == "segment-changes"]
-    assert changes == [(f"{mid}/segment/viewer/left", "viewer", "left", mid, T0 + MINUTE)]
+    assert changes == [(made_by("merge:2:10", VISITOR) + "/segment/viewer/left", "viewer", "left",
+                        mid, T0 + MINUTE)]
     assert agent.profile["segments"] == []
 
 
@@ -574,7 +585,7 @@ def test_a_merge_travels_from_the_visitor_to_the_member():
     sends = member.feed(WIRE.decode_input(hand_over[0]["value"]))
     assert member.profile["counts"] == {"view": 2, "purchase": 2, "identify": 1}
     assert member.profile["segments"] == ["buyer", "viewer"]
-    assert f"{merge_id()}/segment/viewer/entered" in ids(sends)
+    assert made_by("merge:2:10") + "/segment/viewer/entered" in ids(sends)
 
 
 def test_a_profile_half_changed_by_a_failed_step_is_rebuilt_from_its_stored_state():

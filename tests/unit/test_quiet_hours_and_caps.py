@@ -359,7 +359,8 @@ def test_rule_19_drop_records_a_suppressed_activation_and_the_journey_goes_on():
     assert both.suppressed() == [("j/hello", "quiet_hours"), ("j/push", "quiet_hours")]
     assert both.profiles["u1"]["journeys"]["j"]["step"] == "rest"
     transitions = [r["transition_id"] for r in both.outputs["journey-transitions"]]
-    assert "0:0/journey/j/activation_suppressed/hello/email" in transitions
+    assert f"cjo/u1/event:start@{late}:0/journey/j/activation_suppressed/hello/email" \
+        in transitions
     both.check()
 
 
@@ -427,7 +428,8 @@ def test_rule_19_a_delivery_in_its_quiet_hours_is_dropped_and_not_counted():
     both.event("view", night)
     assert both.suppressed() == [("banner", "quiet_hours")] and both.sent() == []
     record = both.outputs["activations"][0]
-    assert record["destination"] == "web" and record["activation_id"] == "0:0/delivery/banner"
+    assert record["destination"] == "web"
+    assert record["activation_id"] == f"cjo/u1/event:view@{night}:0/delivery/banner"
     day = local_ms(BERLIN, "2026-01-06T10:00")
     both.event("view", day)  # limits total 1: the dropped one did not count
     assert both.sent() == [("banner", day)]
@@ -484,7 +486,8 @@ def test_rule_20_a_cap_counts_every_delivery_and_journey_and_suppresses_past_it(
     suppressed = [r for r in both.outputs["journey-transitions"]
                   if r["kind"] == "activation_suppressed"]
     assert [r["journey"] for r in suppressed] == ["first"]
-    assert suppressed[0]["transition_id"] == "0:0/journey/first/activation_suppressed/hello/email"
+    assert suppressed[0]["transition_id"] == \
+        f"cjo/u1/event:buy@{t}:0/journey/first/activation_suppressed/hello/email"
     assert both.profiles["u1"]["journeys"]["first"]["step"] == "rest"  # it went on
     assert both.profiles["u1"]["sends"] == {"email": [t, t]}
     both.check()

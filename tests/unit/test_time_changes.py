@@ -145,10 +145,9 @@ def test_the_profile_agent_wakes_when_a_segment_changes_by_time():
 
     profile, sends = step(profile, _wakeup(due), 2, None, DEFS, WIRE)
     assert profile["segments"] == [] and profile["segments_judged_at"] == due
-    source = f"time:m1:{due}"
-    assert _ids(sends) == [f"{source}/segment/cart_abandoners/left"]
+    assert _ids(sends) == [f"{WIRE.generation}/m1/time:{due}/segment/cart_abandoners/left"]
     change = loads(sends[0]["value"])
-    assert change["time"] == due and change["caused_by"] == source
+    assert change["time"] == due and change["caused_by"] == f"time:m1:{due}"
     lapsed_at = T0 + 7 * DAY + 1
     assert profile["segments_due"] == lapsed_at
 

@@ -8,7 +8,10 @@ from topology.pipeline import topics
 
 
 class WorkerWire:
-    def __init__(self, settings: Settings, on_output=None) -> None:
+    def __init__(self, settings: Settings, on_output=None, generation: str | None = None) -> None:
+        # The instance part of output ids (state.output_ids): the topic generation the worker
+        # read at startup (topology.pipeline.topics.generation), else the app id.
+        self.generation = generation or settings.app_id
         # Told of every output record the domain makes, once, when it is first encoded (a
         # resent copy reuses the bytes): the worker counts them by kind without decoding.
         self.on_output = on_output

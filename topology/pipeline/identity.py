@@ -20,6 +20,7 @@ import logging
 from schemas.codec import CodecError
 from state.events import (IDENTIFY, Rejection, canonical_id, check_event, check_framing,
                           check_size)
+from state.output_ids import merge_id as output_merge_id
 from state.profile import Limits
 from topology.machinery.faust_fixes import InputOrder, fail_stop
 from topology.machinery.sending import Outgoing, key_hash
@@ -117,6 +118,7 @@ def register(topology) -> None:
     alias_codec = wire.alias
     encode_input = wire.encode_input
     encode_merge = wire.codecs["identity-merges"].encode
+    generation = wire.generation
     max_ahead = Limits.from_settings(topology.settings).max_clock_skew_ms
     max_bytes = topology.settings.max_event_bytes
     event_accepted = topology.metrics.event_accepted
@@ -186,7 +188,7 @@ def register(topology) -> None:
                 entries.append({"since_offset": offset, "member": member})
             # Written on every pass, so a replay also re-sends the changelog record.
             aliases.put(visitor, {"entries": entries})
-            merge_id = f"{visitor}>{member}@{record.partition}:{offset}"
+            merge_id = output_merge_id(generation, visitor, member, record.partition, offset)
             # The merge for consumers, made again (same id and content) by a replay: it goes
             # out with the profile inputs, before the identify's offset is committed.
             outgoing.add("identity-merges", member.encode(), encode_merge(

@@ -121,6 +121,18 @@ def ensure_topics(settings: Settings, specs=ALL + CHANGELOGS) -> list[str]:
     return asyncio.run(_ensure(settings, specs))
 
 
+def generation(settings: Settings) -> str:
+    """The instance part of the app's output ids (state.output_ids), the same for every worker
+    and every replay: the first characters of the `<app>.events` topic's Kafka topic id, new
+    whenever the topic is created again and different for every app; the app id on a broker
+    without topic ids (older than Kafka 2.8)."""
+    from state.output_ids import GENERATION_CHARS
+    from topology.machinery.topic_ids import topic_id
+
+    found = asyncio.run(topic_id(settings.bootstrap_servers, settings.topic("events")))
+    return found[:GENERATION_CHARS] if found else settings.app_id
+
+
 async def _delete(settings: Settings, prefixes: tuple[str, ...]) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
