@@ -198,3 +198,22 @@ def test_the_generation_is_a_prefix_of_the_topic_id_as_kafka_prints_it():
     assert len(printed) == 22 and "=" not in printed
     assert base64.urlsafe_b64decode(printed + "==") == raw
     assert GENERATION_CHARS == 11
+
+
+def test_a_broker_without_topic_ids_gives_the_app_id(monkeypatch, caplog):
+    from cjo.settings import Settings
+    from topology.machinery import topic_ids
+    from topology.pipeline.topics import generation
+
+    async def no_id(bootstrap_servers, topic, timeout=30.0):
+        return None
+
+    async def an_id(bootstrap_servers, topic, timeout=30.0):
+        return "p_NsH3h3Tx2kdEK-dmTr4Q"
+
+    settings = Settings().with_(app_id="shop")
+    monkeypatch.setattr(topic_ids, "topic_id", no_id)
+    assert generation(settings) == "shop"
+    assert "no topic ids" in caplog.text
+    monkeypatch.setattr(topic_ids, "topic_id", an_id)
+    assert generation(settings) == "p_NsH3h3Tx2"

@@ -9,6 +9,7 @@ sends Metadata version 12 itself, for the one topic.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 from io import BytesIO
 
@@ -85,23 +86,34 @@ def as_text(topic_id: bytes) -> str:
     return base64.urlsafe_b64encode(topic_id).decode().rstrip("=")
 
 
-async def topic_id(bootstrap_servers: str, topic: str) -> str | None:
-    """The topic's id as Kafka prints it; None when the broker has no topic ids (older than
-    2.8: Metadata version 12 is refused) or does not know the topic."""
+async def topic_id(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> str | None:
+    """The topic's id as Kafka prints it; None only when the broker has no topic ids (it
+    refuses Metadata version 12, or gives the topic the zero id). Any other failure (no
+    connection, no leader, a topic not known yet) is tried again until `timeout`, then raised:
+    a worker must never fall back by accident, or its next start would make other ids."""
     from aiokafka import AIOKafkaClient
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 
     client = AIOKafkaClient(bootstrap_servers=bootstrap_servers)
     await client.bootstrap()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
-        node = client.get_random_node()
-        try:
-            response = await client.send(node, TopicIdRequest(topic))
-        except (KafkaError, NotImplementedError):
-            return None
-        for error_code, name, found, *_ in response.topics:
-            if name == topic and error_code == 0 and found != ZERO:
-                return as_text(found)
-        return None
+        while True:
+            try:
+                response = await client.send(client.get_random_node(), TopicIdRequest(topic))
+            except (NotImplementedError, IncompatibleBrokerVersion):
+                return None
+            except KafkaError as exc:
+                problem = repr(exc)
+            else:
+                found = [(error_code, tid) for error_code, name, tid, *_ in response.topics
+                         if name == topic]
+                if found and found[0][0] == 0:
+                    return None if found[0][1] == ZERO else as_text(found[0][1])
+                problem = f"error code {found[0][0]}" if found else "not in the answer"
+            if loop.time() > deadline:
+                raise RuntimeError(f"no topic id for {topic} after {timeout}s: {problem}")
+            await asyncio.sleep(0.5)
     finally:
         await client.close()

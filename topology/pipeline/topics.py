@@ -7,9 +7,12 @@ the first worker cannot create a topic with the wrong number of partitions).
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from cjo.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,11 @@ def generation(settings: Settings) -> str:
     from topology.machinery.topic_ids import topic_id
 
     found = asyncio.run(topic_id(settings.bootstrap_servers, settings.topic("events")))
-    return found[:GENERATION_CHARS] if found else settings.app_id
+    if found is None:
+        log.warning("the broker has no topic ids: output ids carry the app id %r, and repeat "
+                    "if the app's topics are created again", settings.app_id)
+        return settings.app_id
+    return found[:GENERATION_CHARS]
 
 
 async def _delete(settings: Settings, prefixes: tuple[str, ...]) -> list[str]:
