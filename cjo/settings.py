@@ -79,6 +79,10 @@ class Settings:
     max_profile_text_bytes: int = 64 * 1024  # UTF-8 bytes of strings kept as latest values
     max_journeys_per_profile: int = 50  # journey records; entering more is refused
     max_clock_skew: float = 86_400.0  # seconds an event's time may be after its record's
+    # Duplicate events: an event_id the profile applied within this many seconds (of event
+    # time) before its latest event is dropped; at most this many ids kept per profile.
+    dedup_window: float = 7 * 86_400.0
+    max_event_ids_per_profile: int = 1000
     commit_interval: float = 2.8  # seconds between offset commits (Faust's default)
     session_timeout: float = 10.0  # seconds before a silent worker's partitions move
     standby_replicas: int = 1  # workers that keep a warm copy of each table partition
@@ -125,6 +129,9 @@ class Settings:
             max_journeys_per_profile=_positive(env, "CJO_MAX_JOURNEYS_PER_PROFILE",
                                                defaults.max_journeys_per_profile),
             max_clock_skew=_positive(env, "CJO_MAX_CLOCK_SKEW", defaults.max_clock_skew, float),
+            dedup_window=_positive(env, "CJO_DEDUP_WINDOW", defaults.dedup_window, float),
+            max_event_ids_per_profile=_positive(env, "CJO_MAX_EVENT_IDS_PER_PROFILE",
+                                                defaults.max_event_ids_per_profile),
             commit_interval=_positive(env, "CJO_COMMIT_INTERVAL", defaults.commit_interval, float),
             session_timeout=_positive(env, "CJO_SESSION_TIMEOUT", defaults.session_timeout, float),
             standby_replicas=_non_negative(env, "CJO_STANDBY_REPLICAS",
@@ -163,6 +170,8 @@ class Settings:
             "CJO_MAX_PROFILE_TEXT_BYTES": str(self.max_profile_text_bytes),
             "CJO_MAX_JOURNEYS_PER_PROFILE": str(self.max_journeys_per_profile),
             "CJO_MAX_CLOCK_SKEW": str(self.max_clock_skew),
+            "CJO_DEDUP_WINDOW": str(self.dedup_window),
+            "CJO_MAX_EVENT_IDS_PER_PROFILE": str(self.max_event_ids_per_profile),
             "CJO_COMMIT_INTERVAL": str(self.commit_interval),
             "CJO_SESSION_TIMEOUT": str(self.session_timeout),
             "CJO_STANDBY_REPLICAS": str(self.standby_replicas),

@@ -9,6 +9,13 @@ The rules that make the promises hold:
   made it is committed. When a redelivered input is skipped, the outbox is sent again (the
   ids are deterministic, so consumers drop the copies) and the profile is written again, so a
   changelog left behind the local store catches up.
+- **A re-sent event is applied once.** A producer that sends an event again (same `event_id`,
+  at another offset: a retry after a timeout) makes a second input. When an event is to be
+  applied (at once, or after waiting behind a merge barrier) and the profile applied its id
+  within the dedup window (state.profile.seen_before), it changes nothing, makes nothing, and
+  is counted in the profile's `duplicates`; its position moves on like any input's. The
+  member folds in the visitor's ids at a merge, so the visitor's events re-sent after the
+  identify are duplicates there too.
 - **Merges before what follows them.** `identify` reaches the member before any later event
   the identity step routes to it and raises a barrier: later inputs of the member wait in
   `buffered` until the visitor's state (`merge_in`) arrives, travelling through the visitor's
@@ -48,7 +55,8 @@ from state.definitions import DefinitionSet
 from state.journey_machine import advance
 from state.judging import (Output, fire_deliveries, judge_segments, leave_all_segments,
                            set_membership)
-from state.profile import LIMITS, Limits, fold_visitor, new_profile, note_limited, record_event
+from state.profile import (LIMITS, Limits, fold_visitor, new_profile, note_limited,
+                           record_event, seen_before)
 from state.output_ids import source as output_source
 from state.time_changes import SEGMENTS_WAKEUP, next_change
 
@@ -193,6 +201,9 @@ def _apply_audience(profile, record, offset, defs, wire, sends, limits) -> None:
 
 def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     event = record["event"]
+    if seen_before(profile, event, limits):
+        profile["duplicates"] += 1  # a re-send: applied once already (the worker counts it)
+        return
     first = profile["last_seen"] is None
     record_event(profile, event, limits)
     source = output_source(wire.generation, profile["profile_id"], "event", event["event_id"])
@@ -284,6 +295,7 @@ def _merge_out(profile, record, offset, wire, sends, limits) -> None:
     for key in STATS:
         profile[key] = fresh[key]
     profile["limited"] = {}  # the counters went with the state: the member adds them up
+    profile["event_ids"] = {}  # so did the ids: the member drops the visitor's re-sends
     profile["merged_into"] = member
     profile["segments_due"] = None  # it is in no segment now, and has no history
     _emit(profile, source, offset, outputs, wire, sends, limits)

@@ -8,10 +8,15 @@ Limits (README "Limits"): what a profile accumulates is bounded. A profile recor
 latest values. What would go past a limit is not recorded, and the profile's `limited`
 counters say how much was left out; the event itself is still counted in first/last seen and
 judged (segments, deliveries and journeys see `event.*` whole).
+
+Duplicate events: a profile keeps the ids of the events it applied within `dedup_window_ms`
+of its latest event time (`event_ids`, at most `max_event_ids`); an event whose id is kept is
+a duplicate (`seen_before`): a producer's re-send, applied and judged once only.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from state.durations import DAY, HOUR
 
@@ -63,6 +68,15 @@ class Limits:
     max_merges_remembered: int = 50
     # An event's time may be at most this long after its record's timestamp (events.py).
     max_clock_skew_ms: int = DAY
+    # Duplicate events: an event whose id the profile applied within this much event time
+    # before its latest event is dropped. Producers re-send within minutes (a timeout, a
+    # retry queue); Amplitude drops a repeated insert_id within 7 days, Segment a messageId
+    # within a day or so.
+    dedup_window_ms: int = 7 * DAY
+    # Event ids a profile keeps for that (26 bytes each in msgpack: a 16-character digest and
+    # a time, whatever the id's length, so 1,000 cost about 26 KB): a week of a busy person's
+    # events. Past it the ids applied earliest go first, and their re-sends are applied again.
+    max_event_ids: int = 1000
 
     @classmethod
     def from_settings(cls, settings) -> "Limits":
@@ -71,7 +85,9 @@ class Limits:
                    max_fields=settings.max_attributes_per_profile,
                    max_text_bytes=settings.max_profile_text_bytes,
                    max_journeys=settings.max_journeys_per_profile,
-                   max_clock_skew_ms=round(settings.max_clock_skew * 1000))
+                   max_clock_skew_ms=round(settings.max_clock_skew * 1000),
+                   dedup_window_ms=round(settings.dedup_window * 1000),
+                   max_event_ids=settings.max_event_ids_per_profile)
 
 
 LIMITS = Limits()
@@ -85,6 +101,7 @@ LIMITED = {
     "merge_waits": "merge barriers lifted before their merge (max_buffered_bytes reached)",
     "outbox": "outbox entries dropped before their commit (max_outbox_bytes reached)",
     "merges": "merge ids forgotten (max_merges_remembered reached)",
+    "event_ids": "event ids forgotten inside the dedup window (max_event_ids reached)",
 }
 
 
@@ -121,6 +138,8 @@ def new_profile(profile_id: str) -> dict:
         "segments_judged_at": None,
         "segments_due": None,
         "sends": {},
+        "event_ids": {},
+        "duplicates": 0,
     }
 
 
@@ -289,6 +308,70 @@ def _prune(profile: dict, before: int | None, names) -> None:
                     per_name.pop(str(index), None)
 
 
+# ---------------------------------------------------------------- duplicate events
+
+
+def event_key(event_id: str) -> str:
+    """What a profile keeps of an event id: 8 bytes of its BLAKE2b digest in hex (16
+    characters, whatever the id's length, up to 256). A new id matches one of the 1,000 a
+    profile keeps by chance about once in 10^16 events."""
+    return blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+def seen_before(profile: dict, event: dict, limits: Limits = LIMITS) -> bool:
+    """True when the profile has applied an event with this event's id, at a time within
+    `dedup_window_ms` before its latest event time (`last_seen`): the event is a duplicate and
+    is not applied. Otherwise the id is kept, unless the event itself is older than the window
+    (nothing would match it), and the ids the window or `max_event_ids` leave out are dropped,
+    those applied earliest first (the latter counted in `limited`). Event time, not arrival,
+    makes the window: a replay of the same inputs drops the same events."""
+    ids = profile["event_ids"]
+    key = blake2b(event["event_id"].encode(), digest_size=8).hexdigest()  # event_key
+    latest, t = profile["last_seen"], event["time"]
+    known = ids.get(key)
+    if latest is None:
+        oldest = t - limits.dedup_window_ms
+    else:
+        oldest = latest - limits.dedup_window_ms
+        if known is not None and known >= oldest:
+            return True
+        if t > latest:
+            oldest = t - limits.dedup_window_ms
+        elif t < oldest:
+            return False
+    if known is not None:
+        del ids[key]  # a known id from outside the window: kept again, at its new place
+    ids[key] = t
+    if len(ids) > limits.max_event_ids or ids[next(iter(ids))] < oldest:
+        _forget_ids(profile, oldest, limits)
+    return False
+
+
+def _forget_ids(profile: dict, oldest: int, limits: Limits) -> None:
+    """Drop the ids applied earliest while they are older than `oldest` or more than
+    `max_event_ids` are kept. Ids are kept in the order applied, so a late event's id stays
+    behind newer ones until its turn comes (it matches nothing once out of the window)."""
+    ids, forgotten = profile["event_ids"], 0
+    while ids:
+        first = next(iter(ids))
+        if ids[first] >= oldest and len(ids) <= limits.max_event_ids:
+            break
+        forgotten += ids.pop(first) >= oldest
+    note_limited(profile, "event_ids", forgotten)
+
+
+def _fold_event_ids(member: dict, visitor: dict, limits: Limits) -> None:
+    """The ids both applied, within the window of the merged profile's latest event time
+    (call after `last_seen` widened), by event time; past `max_event_ids` the oldest go
+    (counted). A visitor event re-sent after the merge is a duplicate at the member."""
+    if not visitor.get("event_ids"):
+        return
+    both = {**visitor["event_ids"], **member["event_ids"]}
+    member["event_ids"] = dict(sorted(both.items(), key=lambda kv: kv[1]))
+    latest = member["last_seen"]
+    _forget_ids(member, -1 if latest is None else latest - limits.dedup_window_ms, limits)
+
+
 # ---------------------------------------------------------------- merges
 
 
@@ -296,8 +379,9 @@ def fold_visitor(member: dict, visitor: dict, limits: Limits = LIMITS) -> None:
     """Merge a visitor's history into the member (identify). Counts and windows add up, first
     and last seen widen, latest values come from whichever side saw that event name last
     (the member on a tie), aggregates combine, delivery counters add up, the send times that
-    frequency caps count combine, and journeys only the visitor was in carry over with their
-    positions (the member keeps its own otherwise).
+    frequency caps count combine, the event ids kept against duplicates combine, and journeys
+    only the visitor was in carry over with their positions (the member keeps its own
+    otherwise).
     Within the limits: the visitor's names, fields and journeys that do not fit (taken in
     sorted order) are left out and counted, and the visitor's own counters add up."""
     for key, pick in (("first_seen", min), ("last_seen", max)):
@@ -360,6 +444,7 @@ def fold_visitor(member: dict, visitor: dict, limits: Limits = LIMITS) -> None:
         # The same person's sends count against the caps together (state.activation_rules
         # trims them to the cap's window at the next decision).
         member["sends"][destination] = sorted([*member["sends"].get(destination, ()), *times])
+    _fold_event_ids(member, visitor, limits)
     for what, n in (visitor.get("limited") or {}).items():
         note_limited(member, what, n)
     _prune(member, None, ())

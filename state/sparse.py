@@ -13,7 +13,7 @@ COLUMNS = ("profile_id", "journey", "version", "key", "first", "last_left", "val
            "last_reached")
 # The profile fields `profile_rows` reads (a snapshot decodes only these).
 SNAPSHOT_FIELDS = ("profile_id", "merged_into", "merges_done", "last_seen", "segments",
-                   "journeys", "limited", "segments_judged_at")
+                   "journeys", "limited", "segments_judged_at", "duplicates")
 # The row that says when the profile's segment rows were judged (`first`): its latest event's
 # time, or the due time of a time-driven change after it (the sidecar's recount judges then).
 JUDGED_KEY = "segments_judged"
@@ -41,15 +41,18 @@ def sparse_rows(profile: dict) -> list[tuple]:
 def profile_rows(profile: dict) -> list[tuple]:
     """Everything a snapshot holds of a profile: a marker row (key `profile`: whoever reads the
     snapshot replaces what it knew of the profile; `first` is its last event time, `value` is
-    `merged` when a merge touched it, `limited` when a profile limit kept something out), a row per segment it is in (key `segment:<id>`, no
-    journey), when those were judged (key `segments_judged`, `first` the time), and its sparse
-    journey rows."""
+    `merged` when a merge touched it, `limited` when a profile limit kept something out,
+    `duplicates` when it dropped a re-sent event that the archive holds twice), a row per
+    segment it is in (key `segment:<id>`, no journey), when those were judged (key
+    `segments_judged`, `first` the time), and its sparse journey rows."""
     pid = profile["profile_id"]
     # No replay of the archived events reproduces these exactly: the sidecar's recount skips them.
     if profile["merges_done"] or profile["merged_into"]:
         caveat = "merged"
-    elif any(profile.get("limited", {}).values()):
+    elif any(n for what, n in profile.get("limited", {}).items() if what != "event_ids"):
         caveat = "limited"  # a profile limit kept something out (state.profile.Limits)
+    elif profile.get("duplicates"):
+        caveat = "duplicates"  # the archive has every copy; the stream applied one
     else:
         caveat = None
     rows = [(pid, None, None, "profile", profile["last_seen"], None, caveat, None)]

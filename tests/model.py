@@ -4,7 +4,9 @@ applied at once, reusing the domain's rules (state.profile, state.judging) but n
 topology's machinery (routing tables, barriers, outboxes, positions, Kafka). The sending
 rules (time zone, quiet hours, caps and priority: state.activation_rules) are applied as the
 docs say: every activation an input makes to a capped destination, deliveries and journey
-steps together, is decided after all of them are made."""
+steps together, is decided after all of them are made. Duplicate events (README "Limits") are
+the model's own: it keeps each profile's applied event ids and times itself and drops an event
+whose id it applied within the dedup window of the profile's latest event time."""
 from __future__ import annotations
 
 import copy
@@ -16,6 +18,9 @@ from state.judging import fire_deliveries, judge_segments, leave_all_segments
 from state.processing import STATS
 from state.profile import fold_visitor, new_profile, record_event
 from state.time_changes import SEGMENTS_WAKEUP, next_change
+
+DEDUP_WINDOW_MS = 7 * 24 * 3600 * 1000  # CJO_DEDUP_WINDOW's default, in ms
+MAX_EVENT_IDS = 1000  # CJO_MAX_EVENT_IDS_PER_PROFILE's default
 
 OUTPUT_TOPICS = ("segment-changes", "activations", "journey-transitions", "identity-merges")
 
@@ -36,6 +41,9 @@ class ReferenceModel:
         self.profiles: dict[str, dict] = {}
         self.alias: dict[str, str] = {}
         self.outputs: dict[str, list[dict]] = {t: [] for t in OUTPUT_TOPICS}
+        # Per profile, the (event_id, time) of the events applied, in the order applied.
+        self.applied_ids: dict[str, list[tuple[str, int]]] = {}
+        self.duplicates = 0
 
     def switch(self, defs) -> None:
         """Definitions applied from here on (a changed file: journeys get new versions; a
@@ -78,6 +86,12 @@ class ReferenceModel:
             m = self._profile(user)
             if state is not None:
                 fold_visitor(m, state)
+            ids = self.applied_ids.pop(visitor, [])
+            if ids:  # the member's own entry for an id both applied stays
+                mine = self.applied_ids.get(user, [])
+                both = mine + [it for it in ids if it[0] not in {i for i, _ in mine}]
+                self.applied_ids[user] = self._window(sorted(both, key=lambda it: it[1]),
+                                                      m["last_seen"])
             if m["last_seen"] is not None:
                 self._emit(judge_segments(m, self.defs, m["last_seen"],
                                           self._source(user, f"merge:{position}"), merge_id)[1])
@@ -85,7 +99,31 @@ class ReferenceModel:
             target = user
         else:
             target = user or self.alias.get(visitor) or visitor
+        if self._duplicate(self._profile(target), event):
+            self.duplicates += 1
+            return
         self._apply_event(self._profile(target), event)
+
+    def _duplicate(self, profile: dict, event: dict) -> bool:
+        """Applied already within the window before the profile's latest event time: True.
+        Else the event's id joins the profile's list, unless the event is out of the window."""
+        latest, t = profile["last_seen"], event["time"]
+        ids = self.applied_ids.setdefault(profile["profile_id"], [])
+        if latest is not None and any(i == event["event_id"] and at >= latest - DEDUP_WINDOW_MS
+                                      for i, at in ids):
+            return True
+        newest = t if latest is None else max(t, latest)
+        if t >= newest - DEDUP_WINDOW_MS:
+            ids = [(i, at) for i, at in ids if i != event["event_id"]] + [(event["event_id"], t)]
+            self.applied_ids[profile["profile_id"]] = self._window(ids, newest)
+        return False
+
+    @staticmethod
+    def _window(ids: list, latest: int) -> list:
+        """The earliest applied go while out of the window or past MAX_EVENT_IDS."""
+        while ids and (ids[0][1] < latest - DEDUP_WINDOW_MS or len(ids) > MAX_EVENT_IDS):
+            ids = ids[1:]
+        return ids
 
     def _source(self, pid: str, cause: str) -> str:
         """What the ids of an input's outputs for a profile start with (README "Output ids")."""

@@ -71,6 +71,16 @@ def outputs(settings: Settings, topic: str, schema: str, id_field: str):
     return by_id, dict(sequence), duplicates
 
 
+def same_as_model(settings: Settings, model, topics) -> bool:
+    """Whether each output topic of `topics` ((topic, schema, id field)) holds, by id, what
+    the reference model made."""
+    for topic, schema, id_field in topics:
+        by_id, _, _ = outputs(settings, topic, schema, id_field)
+        if by_id != {r[id_field]: r for r in model.outputs[topic]}:
+            return False
+    return True
+
+
 def table(settings: Settings, name: str, schema: str) -> dict[str, dict]:
     """The latest value per key of a table's changelog topic."""
     reads = asyncio.run(read_all(settings.bootstrap_servers,

@@ -12,8 +12,8 @@ from collections import Counter
 
 from state.durations import DAY, MINUTE
 from state.local_time import zone
-from tests.integration.harness import (outputs, send_to_both, start_against_model, table,
-                                       wait_processed)
+from tests.integration.harness import (outputs, same_as_model, send_to_both,
+                                       start_against_model, table, wait_processed)
 from tests.model import comparable
 
 START = 1_774_656_000_000  # 2026-03-28T00:00:00Z; Berlin springs forward on the 29th
@@ -74,14 +74,6 @@ def _events() -> list:
     return sorted(log, key=lambda e: e[1]["time"])
 
 
-def _same_as_model(settings, model) -> bool:
-    for topic, schema, id_field in OUTPUTS:
-        by_id, _, _ = outputs(settings, topic, schema, id_field)
-        if by_id != {r[id_field]: r for r in model.outputs[topic]}:
-            return False
-    return True
-
-
 def test_quiet_hours_time_zones_and_caps_against_the_model(settings, workers, tmp_path):
     settings = settings.with_(commit_interval=0.5)
     clock, model, worker = start_against_model(settings, workers, tmp_path, DEFINITIONS, START)
@@ -99,10 +91,10 @@ def test_quiet_hours_time_zones_and_caps_against_the_model(settings, workers, tm
         model.wake_until(step_to)
         clock.set(step_to)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _same_as_model(settings, model):
+        while time.monotonic() < deadline and not same_as_model(settings, model, OUTPUTS):
             time.sleep(0.3)
         wait_processed(settings, worker)
-        assert _same_as_model(settings, model), step_to
+        assert same_as_model(settings, model, OUTPUTS), step_to
 
     states = table(settings, "profiles", "profile")
     assert {pid: comparable(p) for pid, p in states.items()} == model.states()

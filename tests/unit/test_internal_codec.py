@@ -129,11 +129,14 @@ def test_a_profile_of_the_released_schema_decodes_to_what_the_new_code_expects(w
     released = {s.file: AvroCodec("profile", "t", schema=s)
                 for s in released_schemas()["profile"]}
     v2, v3, v4 = released["profile.v2"], released["profile.v3"], released["profile.v4"]
+    v5 = released["profile.v5"]
     with_journeys = [p for p in profiles if p["journeys"]][:50]
     assert with_journeys
     for p in with_journeys:
-        p = {**p, "sends": {"email": [T0, T0 + 1]}}
+        p = {**p, "sends": {"email": [T0, T0 + 1]}, "event_ids": {"k": T0}, "duplicates": 2}
         expected = copy.deepcopy(p)
+        expected.update(event_ids={}, duplicates=0)  # not in v5 (nor before): their defaults
+        same(PROFILES.decode(v5.encode(p)), expected)
         expected["sends"] = {}  # not in v4 (nor before): its default
         same(PROFILES.decode(v4.encode(p)), expected)
         for field in ("segments_key", "segments_judged_at", "segments_due"):
@@ -214,7 +217,7 @@ def test_a_worker_upgraded_over_a_merge_under_way_finishes_it():
 def test_the_header_is_magic_then_version():
     data = PROFILES.encode(new_profile("p"))
     assert MAGIC == b"\xcb\x6d" and data[:2] != b"\xc3\x01"
-    assert data[2] == VERSION == 3
+    assert data[2] == VERSION == 4
 
 
 def test_a_version_1_profile_decodes_with_the_segment_fields_at_their_defaults():
@@ -244,6 +247,22 @@ def test_a_version_2_profile_decodes_with_no_send_times():
         == {"push": [1, 2]}
 
 
+def test_a_version_3_profile_decodes_with_no_event_ids():
+    """Version 3 (the shape of schemas/released/profile.v5.avsc) has no `event_ids` nor
+    `duplicates`: a profile it wrote reads with no ids kept and none dropped."""
+    import msgpack
+
+    old = {k: v for k, v in new_profile("p").items() if k not in ("event_ids", "duplicates")}
+    old.update(last_seen=5, sends={"push": [1]})
+    profile = PROFILES.decode(MAGIC + bytes([3]) + msgpack.packb(old, use_bin_type=True))
+    assert profile["last_seen"] == 5 and profile["sends"] == {"push": [1]}
+    assert (profile["event_ids"], profile["duplicates"]) == ({}, 0)
+    again = PROFILES.decode(PROFILES.encode({**profile, "event_ids": {"a": 1, "b": 2},
+                                             "duplicates": 3}))
+    assert list(again["event_ids"].items()) == [("a", 1), ("b", 2)]  # the order applied
+    assert again["duplicates"] == 3
+
+
 def test_the_version_is_the_shape_of_the_pinned_schemas():
     """Changing profile.avsc or profile_input.avsc changes the shape the version decodes to:
     give the new shape a new version, teach `decode` the old one, then pin the new schema."""
@@ -263,7 +282,7 @@ def test_an_unknown_version_is_refused_by_name():
     data = bytearray(PROFILES.encode(new_profile("p")))
     data[2] = 7
     assert _problem(PROFILES, bytes(data)) == (
-        "cjo.Profile record in format version 7; this reader knows versions 1, 2 and 3 "
+        "cjo.Profile record in format version 7; this reader knows versions 1, 2, 3 and 4 "
         "(msgpack) and Avro single-object records: a newer worker wrote it")
 
 

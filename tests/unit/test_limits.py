@@ -26,7 +26,7 @@ from state.journey_machine import advance
 from state.journeys import Journey, Stage, Step
 from state.processing import step
 from state.profile import (ALWAYS_RECORDED, DAYS_KEPT, HOURS_KEPT, LIMITED, LIMITS, Limits,
-                           field_count, fold_visitor, new_profile, profile_text_bytes,
+                           event_key, field_count, fold_visitor, new_profile, profile_text_bytes,
                            record_event)
 from topology.machinery.wire import WorkerWire
 
@@ -541,10 +541,17 @@ def test_one_profile_at_a_high_rate_stays_bounded():
     outbox = p["outbox"]
     assert outbox[-1]["offset"] == 19_996  # the last view's activation is kept
     assert sum(map(entry_bytes, outbox)) <= LIMITS.max_outbox_bytes
-    assert p["limited"] == {"outbox": entries - len(outbox)}
-    assert len(AVRO_PROFILES.encode(p)) < LIMITS.max_outbox_bytes + 10_000
+    # The ids of the latest max_event_ids events are kept against re-sends (all 20,000 are
+    # inside the dedup window): the others were forgotten, and counted.
+    assert len(p["event_ids"]) == LIMITS.max_event_ids
+    assert p["limited"] == {"outbox": entries - len(outbox),
+                            "event_ids": 20_000 - LIMITS.max_event_ids}
+    ids = len(AVRO_PROFILES.encode({**new_profile("m1"), "event_ids": p["event_ids"]})) \
+        - len(AVRO_PROFILES.encode(new_profile("m1")))
+    assert ids < 25 * LIMITS.max_event_ids
+    assert len(AVRO_PROFILES.encode(p)) < LIMITS.max_outbox_bytes + ids + 10_000
     # msgpack spends field names on every entry and record: 1.5 times Avro's bytes here
-    assert len(PROFILES.encode(p)) < 2 * (LIMITS.max_outbox_bytes + 10_000)
+    assert len(PROFILES.encode(p)) < 2 * (LIMITS.max_outbox_bytes + ids + 10_000)
     assert elapsed < 60, elapsed
 
 
@@ -595,7 +602,10 @@ def test_a_giant_profile_stays_bounded_and_counts_what_it_left_out():
     # Text: 655 strings of 100 characters fit in 64 KiB; the other 245 fields lost theirs.
     assert profile_text_bytes(p) == 65_500 <= LIMITS.max_text_bytes
     assert len(p["last"]["attribute"]) == 655
-    assert p["limited"] == {"event_names": 10_000, "fields": 5_100, "text": 245}
+    # Event ids: about 5,800 events in each 7 days; the latest 1,000 ids are kept.
+    assert len(p["event_ids"]) == LIMITS.max_event_ids
+    assert p["limited"] == {"event_names": 10_000, "fields": 5_100, "text": 245,
+                            "event_ids": 100_000 - LIMITS.max_event_ids}
     for per_name in p["hourly"].values():
         assert len(per_name) <= HOURS_KEPT + 1
     for per_name in p["daily"].values():
@@ -612,7 +622,7 @@ def worst_profile() -> dict:
     """The largest profile the default limits allow (every name with a bucket in each hour of
     7 days and each day of 90, counts near 2**31, 1,000 fields of 64-character names with
     numbers and the text limit's worth of strings, the largest request, 256-character ids,
-    and the buffer, outbox and merge ids at their limits), with no journey."""
+    and the buffer, outbox, merge ids and event ids at their limits), with no journey."""
     p = new_profile("u" * MAX_ID)
     names = [f"n{k:03d}".ljust(64, "x") for k in range(LIMITS.max_event_names)]
     names += sorted(ALWAYS_RECORDED)
@@ -640,10 +650,12 @@ def worst_profile() -> dict:
     per_entry = len(entry["source"]) + len("journey-transitions") + MAX_ID + len(value)
     p["outbox"] = [entry] * (LIMITS.max_outbox_bytes // per_entry)
     p["buffered"] = [b"x" * 1000] * (LIMITS.max_buffered_bytes // 1000)
+    p["event_ids"] = {event_key(f"e{k}"): T0 - k for k in range(LIMITS.max_event_ids)}
+    p["duplicates"] = 2**62
     return p
 
 
-WORST_BOUND = 800_000  # bytes: the worst profile without journeys in Avro (measured: ~760 KB)
+WORST_BOUND = 800_000  # bytes: the worst profile without journeys in Avro (measured: ~780 KB)
 
 
 def test_the_largest_profile_the_limits_allow_fits_in_a_kafka_record():

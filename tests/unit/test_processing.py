@@ -415,8 +415,10 @@ def test_merge_in_folds_the_visitor_judges_segments_and_releases_the_waiting_inp
 def test_the_waiting_inputs_are_applied_in_their_order():
     agent = Agent(NO_DEFS)
     agent.feed(identify_input(t=T0))
-    agent.feed(event_input(MEMBER, 2, 11, name="attribute", t=T0, values={"plan": "free"}))
-    agent.feed(event_input(MEMBER, 2, 12, name="attribute", t=T0, values={"plan": "gold"}))
+    agent.feed(event_input(MEMBER, 2, 11, name="attribute", t=T0, values={"plan": "free"},
+                           event_id="a1"))
+    agent.feed(event_input(MEMBER, 2, 12, name="attribute", t=T0, values={"plan": "gold"},
+                           event_id="a2"))
     agent.feed(merge_in_input(None))
     assert agent.profile["last"]["attribute"] == {"plan": "gold"}
     assert agent.profile["counts"] == {"identify": 1, "attribute": 2}

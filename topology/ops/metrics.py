@@ -58,6 +58,9 @@ class _StateCollector:
                 ("cjo_events", "events_in", "Input events accepted by the identity step."),
                 ("cjo_profile_inputs", "inputs_applied", "Profile inputs applied."),
                 ("cjo_wakeups_applied", "wakeups_applied", "Journey wake-ups applied."),
+                ("cjo_duplicate_events", "duplicate_events",
+                 "Events not applied because their profile had applied their event_id within "
+                 "the dedup window (a producer's re-send)."),
                 ("cjo_snapshots", "snapshots", "Snapshots published by this worker."),
                 ("cjo_wrong_partition_events", "wrong_partition",
                  "Input events on another partition than Kafka's default partitioner "

@@ -127,6 +127,7 @@ def register(topology) -> None:
                 current = table.get(profile_id)
                 before = waits(current) if current else set()
                 was = positions(current)
+                dropped = current["duplicates"] if current else 0
                 # Outbox entries below the committed offset are durable: step prunes them.
                 profile, sends = step(current, record, message.offset, committed, defs, wire,
                                       limits)
@@ -147,6 +148,8 @@ def register(topology) -> None:
                                                               committed))
                 snapshots.touched(partition, message.offset, profile_id)
                 journey_counts.changed(partition, was, positions(profile))
+                if profile["duplicates"] != dropped:  # re-sent events (state.processing)
+                    counters["duplicate_events"] += profile["duplicates"] - dropped
                 sync_index(wakeups, before, profile)
                 if record["kind"] == "wakeup":
                     wakeups.delete(index_key(profile_id, record["journey"], record["seq"],
