@@ -23,6 +23,12 @@ views. What this module adds to keep its promises with batches:
   under way, and no batch starts once the flow is stopped.
 - **Offsets in order.** Records older than the partition's read position (a fetch that crossed a
   seek) are dropped as Faust drops them.
+- **No changelog record skipped.** Records fetched but not delivered because the flow stopped
+  are read again: batch topics from their committed offsets (Faust's seek), table changelogs
+  from the first record not delivered (`_rewind`). Faust seeks back only the partitions that
+  have a committed offset, and a standby's changelog has none: a standby that skipped such
+  records kept a table without them while its persisted offset moved past them, and on taking
+  the partition over it served profiles that had lost their history.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ import asyncio
 import logging
 from time import monotonic
 from typing import Awaitable, Callable
+
+from aiokafka.errors import IllegalStateError
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +108,17 @@ class BatchDelivery:
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records, active = await consumer._wait_next_records(1.0)
+                generation = self.app.consumer_generation_id
                 await asyncio.sleep(0)  # a fetch may return at once, many times over
                 if records is None or consumer.should_stop:
                     continue
                 if not consumer.flow_active:
                     # As Faust's getmany: records fetched across a stop are read again from
-                    # the committed offsets.
+                    # the committed offsets; changelogs from where their delivery stopped.
                     await consumer.perform_seek()
+                    await self._rewind(consumer, records, generation)
                     continue
-                await self._deliver(consumer, records, active)
+                await self._deliver(consumer, records, active, generation)
         except consumer.consumer_stopped_errors:
             if not self.app.should_stop:
                 raise
@@ -116,15 +126,18 @@ class BatchDelivery:
             if not self.app.should_stop:
                 raise
 
-    async def _deliver(self, consumer, records: dict, active) -> None:
-        generation = self.app.consumer_generation_id
+    async def _deliver(self, consumer, records: dict, active, generation: int) -> None:
         read_offset = consumer._read_offset
         buffered = consumer._buffered_partitions
         monitor = self.app.monitor
         yielded = monotonic()
+        left = dict(records)  # what is not delivered yet
         for tp, batch in records.items():
             if not consumer.flow_active or self.app.consumer_generation_id != generation:
-                return  # a rebalance began: the rest is fetched again after it
+                # the flow stopped (a seek, or a rebalance began): the rest is read again
+                await self._rewind(consumer, left, generation)
+                return
+            del left[tp]
             if active is not None and tp not in active and tp not in buffered:
                 continue
             monitor.track_tp_end_offset(tp, consumer.highwater(tp))
@@ -135,7 +148,9 @@ class BatchDelivery:
                     continue
             agent = self.agents.get(tp.topic)
             if agent is None:
-                await self._one_by_one(consumer, tp, batch)
+                rest = await self._one_by_one(consumer, tp, batch)
+                if rest:
+                    await self._rewind(consumer, {tp: rest}, generation)
                 continue
             ready = self.ready.get(tp.topic)
             if ready is not None and not ready.is_set():
@@ -159,19 +174,43 @@ class BatchDelivery:
                     await asyncio.sleep(0)  # timers, web views and commits run between batches
                     yielded = monotonic()
 
-    async def _one_by_one(self, consumer, tp, batch: list) -> None:
+    async def _one_by_one(self, consumer, tp, batch: list) -> list:
         """Faust's own path (its conductor), for records of topics without a batch agent: table
         changelogs, read by recovery and standbys. Faust waits for each record's delivery or a
         suspension of the flow, with a set of new tasks per record; one such wait per batch
-        keeps the same way out and makes restoring a table several times faster."""
+        keeps the same way out and makes restoring a table several times faster. Returns the
+        records not delivered (the flow stopped)."""
         callback, to_message = consumer.callback, consumer._to_message
         read_offset = consumer._read_offset
+        delivered = 0
 
         async def deliver() -> None:
+            nonlocal delivered
             for record in batch:
                 if not consumer.flow_active:
                     return
                 await callback(to_message(tp, record))
                 read_offset[tp] = record.offset
+                delivered += 1
 
         await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        return batch[delivered:]
+
+    async def _rewind(self, consumer, undelivered: dict, generation: int) -> None:
+        """Seek each table changelog partition of `undelivered` (tp -> records fetched and not
+        delivered) back to its first such record. Not after a rebalance began: its recovery
+        seeks every changelog partition to what its table holds."""
+        read_offset = consumer._read_offset
+        for tp, batch in undelivered.items():
+            if tp.topic in self.agents or not batch:
+                continue
+            since = read_offset.get(tp)
+            first = next((r.offset for r in batch if since is None or r.offset >= since), None)
+            if first is None:
+                continue
+            if self.app.rebalancing or self.app.consumer_generation_id != generation:
+                return
+            try:
+                await consumer.seek(tp, first)
+            except IllegalStateError:  # not assigned any more
+                continue

@@ -27,6 +27,8 @@
 - A worker that stood still past its session timeout may have lost its partitions without
   knowing it: `App` keeps a membership lease (topology.machinery.membership) and stops before
   it writes anything after the lease ran out.
+- Faust's seek back to the committed offsets fails (and crashes the worker) when a rebalance
+  takes a partition away while it runs; `App` lets the rebalance's own seek do the work.
 - `InputOrder` makes any such jump fatal rather than silent: an agent applies the records of a
   partition only in offset order, without holes, or the worker stops without committing and
   its restart reads the partition again from the committed offset.
@@ -38,6 +40,7 @@ import logging
 import os
 
 import faust
+from aiokafka.errors import IllegalStateError
 from functools import cached_property
 
 from topology.machinery.batches import BatchDelivery
@@ -106,7 +109,13 @@ class App(faust.App):
             # agents' queues); the batch being delivered stops at the next record.
             consumer.stop_flow()
             await asyncio.sleep(0)
-            await seek()
+            try:
+                await seek()
+            except IllegalStateError as exc:
+                # The assignment changed during the seek (it awaits the broker per
+                # partition): a rebalance is under way, and its recovery seeks again. Faust
+                # let this crash the fetcher, and the worker with it.
+                log.info("seek to the committed offsets interrupted by a rebalance: %s", exc)
 
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = commits_that_happen(consumer)
