@@ -198,8 +198,12 @@ class BatchDelivery:
 
     async def _rewind(self, consumer, undelivered: dict, generation: int) -> None:
         """Seek each table changelog partition of `undelivered` (tp -> records fetched and not
-        delivered) back to its first such record. Not after a rebalance began: its recovery
-        seeks every changelog partition to what its table holds."""
+        delivered) back to its first such record. Not once the generation changed: the new
+        generation's recovery seeks every changelog partition to what its table holds. Within
+        one generation records are fetched only from the positions recovery seeked to (Faust
+        fetches nothing while the flow is stopped), so the rewind never skips ahead of them;
+        and it is needed most there: recovery stops the flow to seek the input partitions right
+        after it started reading the standbys' changelogs from their beginning."""
         read_offset = consumer._read_offset
         for tp, batch in undelivered.items():
             if tp.topic in self.agents or not batch:
@@ -208,7 +212,7 @@ class BatchDelivery:
             first = next((r.offset for r in batch if since is None or r.offset >= since), None)
             if first is None:
                 continue
-            if self.app.rebalancing or self.app.consumer_generation_id != generation:
+            if self.app.consumer_generation_id != generation:
                 return
             try:
                 await consumer.seek(tp, first)
