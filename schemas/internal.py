@@ -15,8 +15,10 @@ event judge every segment and set them. Version 2 (schemas/released/profile.v4.a
 `sends` (the send times its frequency caps count): it decodes with none, so a profile's caps
 count from its first activation after the upgrade. Version 3 (schemas/released/profile.v5.avsc)
 lacks `event_ids` and `duplicates`: it decodes with no ids kept and none dropped, so an event
-sent before the upgrade and again after it is applied twice. A record of an unknown version is
-refused with a CodecError that names it.
+sent before the upgrade and again after it is applied twice. Version 4 (schemas/released/
+profile.v6.avsc) lacks `merge_times` and `merge_crossings`: it decodes with none, so a merge
+whose barrier came before the upgrade counts no event after it as crossing it. A record of an
+unknown version is refused with a CodecError that names it.
 
 Readers also decode the previous format, Avro single-object records (what the released worker
 wrote: an upgraded worker reads the changelog and the topic it finds). Writers fall back to
@@ -35,15 +37,15 @@ import msgpack
 from schemas.codec import MAGIC as AVRO_MAGIC, AvroCodec, CodecError
 
 MAGIC = b"\xcb\x6d"
-VERSION = 4
-READABLE = frozenset({1, 2, 3, VERSION})  # format versions decode reads (each a subset of the next)
+VERSION = 5
+READABLE = frozenset({1, 2, 3, 4, VERSION})  # format versions decode reads (each a subset of the next)
 HEADER = MAGIC + bytes([VERSION])
 HEADER_SIZE = len(HEADER)
 # Records whose msgpack is larger are written in Avro; any record at most this large fits in a
 # Kafka record with room to spare (Faust's producer sends at most 1,000,000 bytes a request).
 LARGE = 512 * 1024
 # The schemas of the records VERSION writes (CRC-64-AVRO fingerprints, as on the Avro wire).
-FORMAT_SCHEMAS = {"profile": "e66ebb12dcdca5dc", "profile_input": "3120c74425ab7d54"}
+FORMAT_SCHEMAS = {"profile": "48f86ae3a6a81031", "profile_input": "3120c74425ab7d54"}
 _REQUIRED = object()
 
 

@@ -20,7 +20,18 @@ The rules that make the promises hold:
   the identity step routes to it and raises a barrier: later inputs of the member wait in
   `buffered` until the visitor's state (`merge_in`) arrives, travelling through the visitor's
   own partition after all of the visitor's earlier events (`merge_out`). Then the state is
-  folded in and the waiting inputs are applied in order.
+  folded in and the waiting inputs are applied in order. That orders the merge with what the
+  identify's own partition of the events topic delivers after it (the visitor's key), not with
+  events under other keys (the member's own, another device's visitor): those are applied in
+  the order they arrive, which may differ from the order they happened in.
+- **Crossings counted.** Such an event may land on the other side of a merge than its event
+  time puts it; the member counts each one in `merge_crossings` (README: `merge_crossings`
+  in /stats/, `cjo_merge_crossings_total`). When a merge's barrier reaches the member, every
+  event the member has applied (as far as its `event_ids` reach: CJO_DEDUP_WINDOW, at most
+  max_event_ids) whose time is after the identify's crossed it; the barrier records the
+  identify's time per events partition (`merge_times`), and an event applied later that came
+  through another partition and happened before that time crossed it too. An event of the
+  identify's own partition that comes after it was sent after it: in order, never counted.
 - **Batch audiences in order.** The sidecar sends `audience` inputs (a SQL segment entered or
   left) into the profile's own partition; they wait behind a merge barrier and are applied in
   order with the events, like events. Each names its run: a run not newer than the last one
@@ -121,6 +132,7 @@ def step(profile: dict | None, record: dict, offset: int, committed: int | None,
         _emit(profile, source_of(record), offset, [Output(PROFILE_INPUTS,
               profile["merged_into"], forwarded)], wire, sends, limits)
     elif kind == "identify" and record["merge_id"] not in profile["merges_done"]:
+        _barrier_crossings(profile, record)
         profile["pending_merges"].append(record["merge_id"])
         _hold(profile, record, offset, defs, wire, sends, limits)
     elif profile["pending_merges"]:
@@ -157,6 +169,27 @@ def _hold(profile, record, offset, defs, wire, sends, limits) -> None:
     for data in waiting:
         _apply(profile, wire.decode_input(data), offset, defs, wire, sends, limits)
     _apply(profile, record, offset, defs, wire, sends, limits)
+
+
+def _barrier_crossings(profile: dict, record: dict) -> None:
+    """A merge's barrier (its identify) reaches the member: the events the member applied
+    before it that happened after the identify crossed the merge; and from now on, events
+    from other partitions than the identify's that happened before it will (`crosses_merge`)."""
+    t = record["event"]["time"]
+    profile["merge_crossings"] += sum(1 for at in profile["event_ids"].values() if at > t)
+    times = profile["merge_times"]
+    partition = str(record["source_partition"])
+    if times.get(partition, t) <= t:
+        times[partition] = t
+
+
+def crosses_merge(profile: dict, record: dict) -> bool:
+    """Whether an event input, applied now, crosses one of the member's merges out of event
+    time order: it came through another partition of the events topic than the merge's
+    identify, whose barrier the member has passed, and happened before that identify."""
+    t = record["event"]["time"]
+    partition = str(record["source_partition"])
+    return any(at > t for p, at in profile["merge_times"].items() if p != partition)
 
 
 def _already_applied(profile: dict, record: dict) -> bool:
@@ -204,6 +237,8 @@ def _apply_event(profile, record, offset, defs, wire, sends, limits) -> None:
     if seen_before(profile, event, limits):
         profile["duplicates"] += 1  # a re-send: applied once already (the worker counts it)
         return
+    if profile["merge_times"] and crosses_merge(profile, record):
+        profile["merge_crossings"] += 1  # the worker counts it
     first = profile["last_seen"] is None
     record_event(profile, event, limits)
     source = output_source(wire.generation, profile["profile_id"], "event", event["event_id"])

@@ -140,6 +140,8 @@ def new_profile(profile_id: str) -> dict:
         "sends": {},
         "event_ids": {},
         "duplicates": 0,
+        "merge_times": {},
+        "merge_crossings": 0,
     }
 
 

@@ -129,12 +129,15 @@ def test_a_profile_of_the_released_schema_decodes_to_what_the_new_code_expects(w
     released = {s.file: AvroCodec("profile", "t", schema=s)
                 for s in released_schemas()["profile"]}
     v2, v3, v4 = released["profile.v2"], released["profile.v3"], released["profile.v4"]
-    v5 = released["profile.v5"]
+    v5, v6 = released["profile.v5"], released["profile.v6"]
     with_journeys = [p for p in profiles if p["journeys"]][:50]
     assert with_journeys
     for p in with_journeys:
-        p = {**p, "sends": {"email": [T0, T0 + 1]}, "event_ids": {"k": T0}, "duplicates": 2}
+        p = {**p, "sends": {"email": [T0, T0 + 1]}, "event_ids": {"k": T0}, "duplicates": 2,
+             "merge_times": {"3": T0}, "merge_crossings": 1}
         expected = copy.deepcopy(p)
+        expected.update(merge_times={}, merge_crossings=0)  # not in v6 (nor before)
+        same(PROFILES.decode(v6.encode(p)), expected)
         expected.update(event_ids={}, duplicates=0)  # not in v5 (nor before): their defaults
         same(PROFILES.decode(v5.encode(p)), expected)
         expected["sends"] = {}  # not in v4 (nor before): its default
@@ -217,7 +220,7 @@ def test_a_worker_upgraded_over_a_merge_under_way_finishes_it():
 def test_the_header_is_magic_then_version():
     data = PROFILES.encode(new_profile("p"))
     assert MAGIC == b"\xcb\x6d" and data[:2] != b"\xc3\x01"
-    assert data[2] == VERSION == 4
+    assert data[2] == VERSION == 5
 
 
 def test_a_version_1_profile_decodes_with_the_segment_fields_at_their_defaults():
@@ -263,6 +266,22 @@ def test_a_version_3_profile_decodes_with_no_event_ids():
     assert again["duplicates"] == 3
 
 
+def test_a_version_4_profile_decodes_with_no_merge_times():
+    """Version 4 (the shape of schemas/released/profile.v6.avsc) has no `merge_times` nor
+    `merge_crossings`: a profile it wrote reads with none."""
+    import msgpack
+
+    old = {k: v for k, v in new_profile("p").items()
+           if k not in ("merge_times", "merge_crossings")}
+    old.update(last_seen=5, duplicates=2)
+    profile = PROFILES.decode(MAGIC + bytes([4]) + msgpack.packb(old, use_bin_type=True))
+    assert profile["last_seen"] == 5 and profile["duplicates"] == 2
+    assert (profile["merge_times"], profile["merge_crossings"]) == ({}, 0)
+    again = PROFILES.decode(PROFILES.encode({**profile, "merge_times": {"1": 7},
+                                             "merge_crossings": 3}))
+    assert (again["merge_times"], again["merge_crossings"]) == ({"1": 7}, 3)
+
+
 def test_the_version_is_the_shape_of_the_pinned_schemas():
     """Changing profile.avsc or profile_input.avsc changes the shape the version decodes to:
     give the new shape a new version, teach `decode` the old one, then pin the new schema."""
@@ -282,7 +301,7 @@ def test_an_unknown_version_is_refused_by_name():
     data = bytearray(PROFILES.encode(new_profile("p")))
     data[2] = 7
     assert _problem(PROFILES, bytes(data)) == (
-        "cjo.Profile record in format version 7; this reader knows versions 1, 2, 3 and 4 "
+        "cjo.Profile record in format version 7; this reader knows versions 1, 2, 3, 4 and 5 "
         "(msgpack) and Avro single-object records: a newer worker wrote it")
 
 

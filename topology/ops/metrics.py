@@ -61,6 +61,10 @@ class _StateCollector:
                 ("cjo_duplicate_events", "duplicate_events",
                  "Events not applied because their profile had applied their event_id within "
                  "the dedup window (a producer's re-send)."),
+                ("cjo_merge_crossings", "merge_crossings",
+                 "Events applied to a member on the other side of a merge than their event "
+                 "time puts them (events under another key than the identify's, which are "
+                 "ordered with the merge by arrival only)."),
                 ("cjo_snapshots", "snapshots", "Snapshots published by this worker."),
                 ("cjo_wrong_partition_events", "wrong_partition",
                  "Input events on another partition than Kafka's default partitioner "

@@ -128,6 +128,7 @@ def register(topology) -> None:
                 before = waits(current) if current else set()
                 was = positions(current)
                 dropped = current["duplicates"] if current else 0
+                crossed = current["merge_crossings"] if current else 0
                 # Outbox entries below the committed offset are durable: step prunes them.
                 profile, sends = step(current, record, message.offset, committed, defs, wire,
                                       limits)
@@ -150,6 +151,8 @@ def register(topology) -> None:
                 journey_counts.changed(partition, was, positions(profile))
                 if profile["duplicates"] != dropped:  # re-sent events (state.processing)
                     counters["duplicate_events"] += profile["duplicates"] - dropped
+                if profile["merge_crossings"] != crossed:  # merges crossed (state.processing)
+                    counters["merge_crossings"] += profile["merge_crossings"] - crossed
                 sync_index(wakeups, before, profile)
                 if record["kind"] == "wakeup":
                     wakeups.delete(index_key(profile_id, record["journey"], record["seq"],
