@@ -113,3 +113,11 @@ def test_a_partition_no_longer_assigned_is_not_an_error():
 
     batches, consumer = delivery(), Unassigned()
     run(batches._rewind(consumer, {CHANGELOG: records(CHANGELOG, 0, 3)}, 3))
+
+
+def test_a_changelog_paused_after_its_records_were_fetched_is_read_again_from_them():
+    batches, consumer = delivery(), FakeConsumer()
+    active = {INPUTS}  # recovery paused the standby's changelog meanwhile
+    run(batches._deliver(consumer, {CHANGELOG: records(CHANGELOG, 0, 36)}, active, 3))
+    assert consumer.delivered == []
+    assert consumer.seeks == [(CHANGELOG, 0)]

@@ -139,6 +139,9 @@ class BatchDelivery:
                 return
             del left[tp]
             if active is not None and tp not in active and tp not in buffered:
+                # paused after the fetch began (recovery pauses the standbys' changelogs
+                # while it restores the active ones, then seeks and resumes them)
+                await self._rewind(consumer, {tp: batch}, generation)
                 continue
             monitor.track_tp_end_offset(tp, consumer.highwater(tp))
             since = read_offset.get(tp)
