@@ -10,7 +10,12 @@ which replaces the file it may have left behind. So the files never hold an inpu
 
 `seq` is the input's offset: the order in which the profile agent applied the profile's
 inputs (one profile, one partition). `input_partition` and `input_offset` say where each row
-came from, so a query can stop at a snapshot's offsets.
+came from, so a query can stop at a snapshot's offsets. `source_partition` and `source_offset`
+are the input's own position in the events topic: an event the identity step forwarded twice
+(it read the event again after a crash or a rebalance before its commit) is on profile-inputs
+twice, at two offsets, with the same source, and the profile agent applies the first copy only
+(state.processing, "Nothing applied twice"); the consistency check does the same. Files written
+before these two columns read them as null.
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ SCHEMA = pa.schema([
     ("profile_id", pa.string()), ("event_id", pa.string()), ("seq", pa.int64()),
     ("name", pa.string()), ("time", pa.int64()), ("field", pa.string()),
     ("v_bool", pa.bool_()), ("v_long", pa.int64()), ("v_double", pa.float64()),
-    ("v_string", pa.string()), ("input_partition", pa.int32()), ("input_offset", pa.int64())])
+    ("v_string", pa.string()), ("input_partition", pa.int32()), ("input_offset", pa.int64()),
+    ("source_partition", pa.int32()), ("source_offset", pa.int64())])
 APPLIED_KINDS = ("event", "identify")  # the inputs whose event the profile agent records
 FILES = "p*/*.parquet"  # under the archive directory
 
@@ -54,8 +60,8 @@ class EventArchive:
             'SELECT "partition", "offset" FROM archive_offsets').fetchall())
 
     def add(self, partition: int, first: int, rows: list[tuple], next_offset: int) -> None:
-        """Archive `rows` (events-table rows + input partition and offset), read from
-        `first` up to `next_offset` of the partition."""
+        """Archive `rows` (events-table rows + input partition and offset + source partition
+        and offset), read from `first` up to `next_offset` of the partition."""
         if rows:
             path = self.dir / f"p{partition:03d}" / f"{first:012d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,14 +79,16 @@ class EventArchive:
             self.db.register_parquet("events", sorted(str(p) for p in self.dir.glob(FILES)),
                                      SCHEMA)
             return
+        # Every column of SCHEMA, in its order, typed, also when no file matches (DuckDB refuses
+        # a glob that matches nothing) or when the files are older than some columns (null).
+        types = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
+                 pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
+        source = "SELECT " + ", ".join(f"NULL::{types[f.type]} AS {f.name}"
+                                       for f in SCHEMA) + " WHERE false"
         if any(self.dir.glob(FILES)):
-            source = f"read_parquet('{self.dir}/{FILES}')"
-        else:  # DuckDB refuses a glob that matches nothing: an empty relation instead
-            types = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
-                     pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
-            source = "(SELECT " + ", ".join(f"NULL::{types[f.type]} AS {f.name}"
-                                            for f in SCHEMA) + " WHERE false)"
-        self.db.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source}")
+            source += (f" UNION ALL BY NAME SELECT * FROM "
+                       f"read_parquet('{self.dir}/{FILES}', union_by_name = true)")
+        self.db.execute(f"CREATE OR REPLACE VIEW events AS {source}")
 
 
 def events_dataset(directory: Path) -> ds.Dataset:
@@ -96,7 +104,8 @@ def input_rows(record: dict, partition: int, offset: int) -> list[tuple]:
     if record["kind"] not in APPLIED_KINDS or record["event"] is None:
         return []
     event = record["event"]
-    return [row + (partition, offset) for row in event_rows(record["profile_id"], offset, event)]
+    where = (partition, offset, record["source_partition"], record["source_offset"])
+    return [row + where for row in event_rows(record["profile_id"], offset, event)]
 
 
 async def archive_to_end(settings, archive: EventArchive) -> int:

@@ -102,11 +102,26 @@ def check(db, percent: float = 50.0, seed: int | None = None,
 def _recount_segments(db, segments: Mapping[str, Condition], report: CheckReport) -> None:
     e = engine_of(db)
     # The archived events of the unmerged sampled profiles, up to each snapshot's offset.
-    run(db, e.temp_table("check_events", """SELECT e.* FROM events e
+    run(db, e.temp_table("check_archived", """SELECT e.* FROM events e
         JOIN partition_offsets o ON e.input_partition = o."partition"
         WHERE e.input_offset < o."offset" AND e.profile_id IN (
             SELECT profile_id FROM check_profiles EXCEPT
             SELECT profile_id FROM snapshot_profiles WHERE merged)"""))
+    # Of those, the ones the profile applied. An event the identity step forwarded twice (read
+    # again after a crash or a rebalance before its commit) is archived twice, at two offsets,
+    # with one source (its position in the events topic); the profile skips an input whose
+    # source offset is not past the last one it applied from that source partition
+    # (`positions`, state.processing), so a copy counts once here too. Rows archived before the
+    # source columns have none: they all count.
+    run(db, e.temp_table("check_events", """SELECT a.* FROM check_archived a JOIN (
+            SELECT profile_id, seq FROM (SELECT profile_id, seq, source_offset,
+                max(source_offset) OVER (PARTITION BY profile_id, source_partition ORDER BY seq
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS applied_before
+                FROM check_archived WHERE field IS NULL) x
+            WHERE source_offset IS NULL OR applied_before IS NULL
+                OR source_offset > applied_before) k
+        ON k.profile_id = a.profile_id AND k.seq = a.seq"""))
+    run(db, e.drop_temp("check_archived"))
     db.execute(f"""CREATE OR REPLACE TEMPORARY VIEW check_memberships AS SELECT profile_id,
         substr(key, 9) AS segment FROM {ROWS} WHERE key LIKE 'segment:%'""")
     run(db, e.temp_table("check_recounted", "SELECT DISTINCT profile_id FROM check_events"))

@@ -61,14 +61,15 @@ class Scenario:
             offset = self.offsets[part]
             self.offsets[part] += 1
             self.model.apply(part, offset, event)
-            rows += [r + (part, offset) for r in event_rows(target, offset, event)]
+            # No identity step here, so no input forwarded twice: no source position.
+            rows += [r + (part, offset, None, None) for r in event_rows(target, offset, event)]
             touched |= {pid for pid, p in self.model.profiles.items()
                         if before.get(pid, -1) != p["last_seen"]} | {target, visitor or target}
         touched.discard(None)
         for part in range(PARTITIONS):
-            mine = [r for r in rows if r[-2] == part]
+            mine = [r for r in rows if r[-4] == part]
             if mine:
-                path = self.archive / f"p{part:03d}" / f"{mine[0][-1]:012d}.parquet"
+                path = self.archive / f"p{part:03d}" / f"{mine[0][-3]:012d}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(pa.table({f.name: [r[i] for r in mine]
                                          for i, f in enumerate(ARCHIVE_SCHEMA)},

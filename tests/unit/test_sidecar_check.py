@@ -43,7 +43,7 @@ def _setup(tmp_path, histories, snapshot_offset):
         profile = new_profile(pid)
         for n, (name, t) in enumerate(events):
             event = _event(pid, n, name, t)
-            rows += [r + (0, offset) for r in event_rows(pid, offset, event)]
+            rows += [r + (0, offset, 0, offset) for r in event_rows(pid, offset, event)]
             if offset < snapshot_offset:
                 record_event(profile, event)
                 judge_segments(profile, DEFS, t, "s", "c")
@@ -126,3 +126,45 @@ def test_a_change_by_time_alone_is_recounted_at_the_moment_it_was_judged(tmp_pat
     _load(store, tmp_path, without, 2)
     report = check(store.db, 100.0, segments=SEGMENTS)
     assert report.examples["segment_membership"] == ["e (browsers)"]
+
+
+def test_an_event_forwarded_twice_is_recounted_once_as_the_stream_applied_it(tmp_path):
+    """The identity step forwarded the same events-topic input twice (it read it again after a
+    crash or a rebalance before its commit): profile-inputs and so the archive hold it at two
+    offsets, with one source; the profile applied the first copy and skipped the second
+    (`positions`). `browsers` left by time alone: at the wake-up one view is within the day,
+    and the recount then must not count its copy (the scale fault scenario's `active_today`).
+    A producer's re-send is another input (another source): when the stream applied it again
+    (its id forgotten, `limited.event_ids`, no caveat), the recount counts it too."""
+    from state.time_changes import next_change
+
+    store = SparseStore()
+    archive = EventArchive(store.db, tmp_path / "archive")
+    rows, snapshot = [], []
+    # (profile, event number, name, time, source offset) in profile-inputs order; f's second
+    # view is forwarded again at offset 3 (same source 11); g's view re-sent (source 21).
+    inputs = [("f", 0, "view", T0, 10), ("f", 1, "view", T0 + 20 * 3_600_000, 11),
+              ("g", 0, "view", T0, 20), ("f", 1, "view", T0 + 20 * 3_600_000, 11),
+              ("g", 0, "view", T0, 21)]
+    for offset, (pid, n, name, t, source) in enumerate(inputs):
+        event = _event(pid, n, name, t)
+        rows += [r + (0, offset, 0, source) for r in event_rows(pid, offset, event)]
+    archive.add(0, 0, rows, len(inputs))
+    f, g = new_profile("f"), new_profile("g")
+    for n, t in ((0, T0), (1, T0 + 20 * 3_600_000)):  # each of f's inputs applied once
+        record_event(f, _event("f", n, "view", t))
+        judge_segments(f, DEFS, t, "s", "c")
+    assert f["segments"] == ["browsers"]
+    due = next_change(f, DEFS.timed_segments, T0 + 20 * 3_600_000)
+    assert T0 + 86_400_000 < due < T0 + 44 * 3_600_000  # the first view has left the window
+    judge_segments(f, DEFS, due, "time", "time")
+    assert f["segments"] == []
+    for _ in range(2):  # both of g's inputs applied
+        record_event(g, _event("g", 0, "view", T0))
+        judge_segments(g, DEFS, T0, "s", "c")
+    assert g["segments"] == ["browsers"]
+    snapshot = profile_rows(f) + profile_rows(g)
+    _load(store, tmp_path, snapshot, len(inputs))
+    report = check(store.db, 100.0, segments=SEGMENTS)
+    assert report.recounted_profiles == 2
+    assert report.examples["segment_membership"] == [] and report.ok

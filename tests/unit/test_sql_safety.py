@@ -141,7 +141,7 @@ def test_the_sidecars_own_tables_and_archive_are_read_on_the_locked_connection(s
                                                                                 tmp_path):
     store = SparseStore(str(database_path(sidecar)))
     archive = EventArchive(store.db, archive_path(sidecar))
-    archive.add(0, 0, [("p1", "e1", 0, "purchase", 5, "amount", None, None, 12.5, None, 0, 0)],
+    archive.add(0, 0, [("p1", "e1", 0, "purchase", 5, "amount", None, None, 12.5, None, 0, 0, 0, 0)],
                 1)
     store.db.close()
     db = sandbox.connect(database_path(sidecar), archive_path(sidecar))
