@@ -5,7 +5,8 @@
 
 Prints one line per scenario (events produced, kills, restarts, profiles compared, mismatches,
 lost and extra outputs, duplicates with seen ids, wake-ups, recovery times) and exits 1 when
-any scenario found a mismatch, a lost or an extra output."""
+any scenario found a mismatch, a lost or an extra output (or, in `calm`, which makes no fault,
+any duplicate at all)."""
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,12 @@ from cjo.settings import Settings
 from deploy.broker import LocalBroker
 from deploy.ports import free_port, free_port_pair
 from tests.faults.suite import (HEADER, Report, broker_kill_scenario, broker_scenario,
-                                definitions_scenario, kill_scenario, lost_state_scenario,
-                                scale_scenario, stall_scenario, takeover_scenario)
+                                calm_scenario, definitions_scenario, kill_scenario,
+                                lost_state_scenario, scale_scenario, stall_scenario,
+                                takeover_scenario)
 
 SCENARIOS = ("kill", "takeover", "broker", "broker-kill", "lost-state", "definitions", "stall",
-             "scale")
+             "scale", "calm")
 
 
 def main(argv=None) -> int:
@@ -79,6 +81,8 @@ def _run(name: str, settings, workdir: Path, args, broker) -> Report:
         return stall_scenario(settings, workdir, args.events, seed=args.seed + 4)
     if name == "scale":
         return scale_scenario(settings, workdir, args.events, seed=args.seed + 7)
+    if name == "calm":
+        return calm_scenario(settings, workdir, args.events, seed=args.seed + 8)
     return lost_state_scenario(settings, workdir, args.events, args.seed + 3)
 
 

@@ -15,7 +15,8 @@ restarts mid-run), `broker-kill` (kill -9 of the broker's JVM mid-run), `lost-st
 killed and its RocksDB directory deleted), `definitions` (a changed file applied mid-run, then a
 kill -9 under the new definitions), `stall`
 (two workers with standby replicas; each in turn stands still (SIGSTOP) past the session timeout
-while it is processing, its partitions move to the other, and it goes on (SIGCONT)).
+while it is processing, its partitions move to the other, and it goes on (SIGCONT)), `calm` (one
+worker and no fault at all: the same rounds and clock, and not a single duplicate output).
 
 Rounds of events are a simulated day apart, and after each round the workers' clock moves to
 its last event, so journey waits fall due during the run (under the faults) as well as at the
@@ -66,10 +67,14 @@ class Report:
     wakeups: int = 0
     recovery_s: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+    # No fault was made (`calm`): nothing is redelivered, so a duplicate (even with an id
+    # already seen) or a worker that restarted on its own fails the scenario.
+    faultless: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatches or self.lost or self.extra) and self.profiles > 0
+        return (not (self.mismatches or self.lost or self.extra) and self.profiles > 0
+                and not (self.faultless and (self.duplicates or self.restarts)))
 
     def line(self) -> str:
         rec = (f"{min(self.recovery_s):.1f}/{sorted(self.recovery_s)[len(self.recovery_s) // 2]:.1f}"
@@ -305,10 +310,29 @@ class Run:
             r.lost += len(lost)
             r.extra += len(extra) + len(changed)
             r.duplicates += duplicates
+            if duplicates and r.faultless:
+                r.examples += _duplicate_examples(self.settings, topic, schema, id_field)
             r.examples += [f"{topic}: lost {i}" for i in sorted(lost)[:2]]
             r.examples += [f"{topic}: extra {i}" for i in sorted(extra)[:2]]
             r.examples += [f"{topic}: differs {i}" for i in sorted(changed)[:2]]
         return r
+
+
+def _duplicate_examples(settings: Settings, topic: str, schema: str, id_field: str,
+                        count: int = 3) -> list[str]:
+    """A few records of `topic` sent more than once, with the positions of every copy."""
+    from cjo.kafka_io import read_all
+
+    reads = asyncio.run(read_all(settings.bootstrap_servers, settings.topic(topic), schema))
+    copies: dict[str, list] = {}
+    for r in reads:
+        copies.setdefault(r.value[id_field], []).append(r)
+    found = []
+    for rid, rs in copies.items():
+        if len(rs) > 1 and len(found) < count:
+            where = ", ".join(f"{r.partition}:{r.offset}" for r in rs)
+            found.append(f"{topic}: {len(rs)} copies of {rid} at {where}: {rs[0].value}")
+    return found
 
 
 def _pause(rng: random.Random, longest: float = 2.5) -> None:
@@ -338,6 +362,28 @@ def kill_scenario(settings: Settings, workdir: Path, events: int, kills: int,
             run.next_day(cluster, log)
         run.wake_everything(cluster)
         return run.compare()
+    finally:
+        cluster.stop()
+
+
+def calm_scenario(settings: Settings, workdir: Path, events: int, seed: int = 9) -> Report:
+    """One worker and no fault at all: the same rounds, clock movement and wake-ups as the
+    other scenarios. Nothing is redelivered, so every output must be sent exactly once: a
+    duplicate (a wake-up or a re-read input that re-sends an outbox) fails it."""
+    run = Run(settings, "calm", events, seed, workdir)
+    run.report.faultless = True
+    cluster = Cluster(run.settings, workdir, run.clock, run.report)
+    cluster.start()
+    cluster.ready()
+    try:
+        for log in run.rounds:
+            run.send(log)
+            run.next_day(cluster, log)
+        run.wake_everything(cluster)
+        report = run.compare()
+        if report.restarts:
+            report.examples.append(f"the worker exited on its own {report.restarts} times")
+        return report
     finally:
         cluster.stop()
 

@@ -1,11 +1,11 @@
 """The fault suite's short form (the full one: `python -m tests.faults`): each scenario on a few
 thousand events; nothing may differ from the reference model, nothing may be lost, and every
-duplicate must carry an id already seen."""
+duplicate must carry an id already seen (in `calm`, which makes no fault, there must be none)."""
 from __future__ import annotations
 
 from tests.faults.suite import (HEADER, broker_kill_scenario, broker_scenario,
-                                definitions_scenario, kill_scenario, lost_state_scenario,
-                                stall_scenario, takeover_scenario)
+                                calm_scenario, definitions_scenario, kill_scenario,
+                                lost_state_scenario, stall_scenario, takeover_scenario)
 
 
 def _check(report) -> None:
@@ -53,3 +53,12 @@ def test_a_worker_that_stands_still_past_its_session_timeout_changes_nothing(set
     report = stall_scenario(settings, tmp_path, events=4000, stalls=2, seed=15)
     _check(report)
     assert report.kills == 2 and report.wakeups > 0
+
+
+def test_with_no_fault_every_output_is_sent_exactly_once(settings, tmp_path):
+    """One worker, no fault, the clock moving day by day: a wake-up that arrives after the
+    profile's events moved it on, or any other input, sends nothing twice (issue 19)."""
+    report = calm_scenario(settings, tmp_path, events=3000, seed=19)
+    _check(report)
+    assert (report.mismatches, report.lost, report.extra, report.duplicates) == (0, 0, 0, 0)
+    assert report.kills == 0 and report.restarts == 0 and report.wakeups > 0
