@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from tests.faults.suite import (HEADER, broker_kill_scenario, broker_scenario,
                                 calm_scenario, definitions_scenario, kill_scenario,
-                                lost_state_scenario, stall_scenario, takeover_scenario)
+                                lost_state_scenario, scale_scenario, stall_scenario,
+                                takeover_scenario)
 
 
 def _check(report) -> None:
@@ -62,3 +63,13 @@ def test_with_no_fault_every_output_is_sent_exactly_once(settings, tmp_path):
     _check(report)
     assert (report.mismatches, report.lost, report.extra, report.duplicates) == (0, 0, 0, 0)
     assert report.kills == 0 and report.restarts == 0 and report.wakeups > 0
+
+
+def test_workers_joining_leaving_and_killed_on_six_partitions_change_nothing(settings, tmp_path):
+    """Three workers with standby replicas on six partitions: two join mid-round, one leaves by a
+    clean stop mid-round, one is killed and restarted; a worker taking over a partition from its
+    standby role holds every profile (its changelog records were all read), and the sidecar
+    folding every worker's snapshots recounts every profile without a violation."""
+    report = scale_scenario(settings, tmp_path, events=4000, seed=3)
+    _check(report)
+    assert report.kills == 2 and report.restarts >= 3
