@@ -95,7 +95,7 @@ class Settings:
     # system (0: never).
     malloc_arenas: int = 2
     malloc_trim_interval: int = 10
-    snapshot_dir: str = ""  # local path (default: <data dir>/snapshots)
+    snapshot_dir: str = ""  # local path or URI (default: <data dir>/snapshots)
     snapshot_chunk: int = 250  # profiles a snapshot reads between two yields to the agents
     audience_interval: float = 300.0  # seconds between the sidecar's batch audience runs
     # Bearer tokens of the web views (comma-separated in the environment): read-only ones may
@@ -210,7 +210,7 @@ class Settings:
 
     @property
     def snapshots(self) -> str:
-        """Where snapshot files go: CJO_SNAPSHOT_DIR, else <data dir>/snapshots."""
+        """Where snapshot files go: CJO_SNAPSHOT_DIR (path or URI), else <data dir>/snapshots."""
         return self.snapshot_dir or str(self.data_dir / "snapshots")
 
     def topic(self, name: str) -> str:

@@ -8,13 +8,14 @@ import hashlib
 import random
 import time
 from collections import defaultdict
-from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cjo.clock import Clock
 from cjo.kafka_io import read_all
+from sidecar.store import read_file
 from state.sparse import profile_rows
 from tests.integration.harness import send_events, stats, table, wait_processed
 from tests.integration.test_journeys import JOURNEYS, START, _events
@@ -57,9 +58,9 @@ def wait_for_snapshots(settings, timeout: float = 30.0) -> dict[int, dict]:
 def _load(manifest) -> dict[str, list[tuple]]:
     rows: dict[str, list[tuple]] = {}
     for f in manifest["files"]:
-        data = Path(f["path"]).read_bytes()
+        data = read_file(f["path"])  # a local path or a URI
         assert hashlib.sha256(data).hexdigest() == f["sha256"]
-        loaded = pq.read_table(f["path"]).to_pylist()
+        loaded = pq.read_table(pa.BufferReader(data)).to_pylist()
         assert len(loaded) == f["rows"]
         replaced = {r["profile_id"] for r in loaded if r["key"] == "profile"}
         assert len(replaced) == f["profiles"]
@@ -70,35 +71,47 @@ def _load(manifest) -> dict[str, list[tuple]]:
     return rows
 
 
-def test_snapshots_reflect_the_state_at_their_offsets(settings, workers, tmp_path):
-    # Small chunks: full snapshots are read across many yields while inputs are applied.
-    settings = settings.with_(commit_interval=0.5, snapshot_interval=1.0, snapshot_chunk=3,
-                              snapshot_dir=str(tmp_path / "snapshots"))
+def _run(settings, workers, tmp_path, seed: int, profiles: list[str], phases: int):
+    """A worker applying `phases` rounds of journey events to `profiles`, the clock moving
+    on after each; returns the worker once its snapshots reflect everything."""
     clock = Clock(str(tmp_path / "clock"))
     clock.set(START)
     ensure_topics(settings)
     asyncio.run(apply_definitions(settings, JOURNEYS.read_text()))
     worker = workers(settings, extra_env={"CJO_CLOCK_FILE": clock.path})
-    rng = random.Random(9)
-    profiles = [f"s{i:04d}" for i in range(150)]
-    for phase in range(3):  # deltas after the first full snapshot
+    rng = random.Random(seed)
+    for phase in range(phases):  # deltas after the first full snapshot
         send_events(settings, _events(rng, profiles, phase, clock.now_ms()))
         wait_processed(settings, worker)
         clock.move(30 * 3_600_000)
         time.sleep(1.5)
     wait_processed(settings, worker)
+    return worker
 
-    manifests = wait_for_snapshots(settings)
-    published = asyncio.run(read_all(settings.bootstrap_servers, settings.topic("snapshots"),
-                                     "snapshot_manifest"))
-    assert any(r.value["files"][-1]["kind"] == "delta" for r in published), "no delta taken"
 
+def _loaded_equal_the_stream(settings, manifests) -> dict[str, list]:
+    """The manifests' files, loaded in order, hold exactly the stream's profiles' rows."""
     states = table(settings, "profiles", "profile")
     loaded = {}
     for m in manifests.values():
         loaded.update(_load(m))
     expected = {pid: sorted(profile_rows(p), key=repr) for pid, p in states.items()}
     assert {pid: sorted(rows, key=repr) for pid, rows in loaded.items()} == expected
+    return expected
+
+
+def test_snapshots_reflect_the_state_at_their_offsets(settings, workers, tmp_path):
+    # Small chunks: full snapshots are read across many yields while inputs are applied.
+    settings = settings.with_(commit_interval=0.5, snapshot_interval=1.0, snapshot_chunk=3,
+                              snapshot_dir=str(tmp_path / "snapshots"))
+    worker = _run(settings, workers, tmp_path, 9, [f"s{i:04d}" for i in range(150)], 3)
+
+    manifests = wait_for_snapshots(settings)
+    published = asyncio.run(read_all(settings.bootstrap_servers, settings.topic("snapshots"),
+                                     "snapshot_manifest"))
+    assert any(r.value["files"][-1]["kind"] == "delta" for r in published), "no delta taken"
+
+    expected = _loaded_equal_the_stream(settings, manifests)
     assert sum(len(r) for r in expected.values()) > 1000
     seen = stats(settings, worker)
     print("snapshots:", seen["snapshots"], "longest agent pause (ms):",
@@ -185,5 +198,30 @@ def test_the_sidecar_funnel_equals_the_stream(settings, workers, tmp_path):
     from sidecar.follower import check_report, run_check
 
     assert run_check(settings, 100.0) == 0
+    report = check_report(settings, 100.0)
+    assert report.ok and report.recounted_profiles > 100, report
+
+
+def test_snapshots_on_a_uri_reach_the_sidecar(settings, workers, tmp_path):
+    """CJO_SNAPSHOT_DIR as a file:// URI (shared storage): the worker writes through pyarrow's
+    filesystem, the manifests name the files by URI, and the sidecar folds them into the same
+    state as the stream's, which its check passes at 100%."""
+    from sidecar.follower import check_report
+
+    shared = tmp_path / "shared"
+    settings = settings.with_(commit_interval=0.5, snapshot_interval=1.0, snapshot_chunk=7,
+                              snapshot_dir=shared.as_uri())
+    _run(settings, workers, tmp_path, 21, [f"u{i:04d}" for i in range(120)], 2)
+
+    manifests = wait_for_snapshots(settings)
+    prefix = (shared / settings.app_id).as_uri() + "/"
+    paths = [f["path"] for m in manifests.values() for f in m["files"]]
+    assert paths and all(p.startswith(prefix) for p in paths), paths
+    published = asyncio.run(read_all(settings.bootstrap_servers, settings.topic("snapshots"),
+                                     "snapshot_manifest"))
+    assert any(r.value["files"][-1]["kind"] == "delta" for r in published), "no delta taken"
+    assert list(shared.rglob("*.tmp")) == []
+    _loaded_equal_the_stream(settings, manifests)
+
     report = check_report(settings, 100.0)
     assert report.ok and report.recounted_profiles > 100, report
