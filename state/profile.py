@@ -328,7 +328,7 @@ def seen_before(profile: dict, event: dict, limits: Limits = LIMITS) -> bool:
     those applied earliest first (the latter counted in `limited`). Event time, not arrival,
     makes the window: a replay of the same inputs drops the same events."""
     ids = profile["event_ids"]
-    key = blake2b(event["event_id"].encode(), digest_size=8).hexdigest()  # event_key
+    key = event_key(event["event_id"])
     latest, t = profile["last_seen"], event["time"]
     known = ids.get(key)
     if latest is None:
