@@ -180,7 +180,9 @@ class SnapshotFile:
         self.path = directory / f"p{partition:03d}" / f"{offset:012d}-{kind}.parquet"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_suffix(".tmp")
-        self.writer = pq.ParquetWriter(self.tmp, SCHEMA)
+        # hashed as the bytes go out, as in a SharedDir: no read back of the file at close
+        self.sink = _Hashing(pa.OSFile(str(self.tmp), "wb"))
+        self.writer = pq.ParquetWriter(self.sink, SCHEMA)
 
     def add(self, profiles: list[dict]) -> None:
         rows = []
@@ -194,20 +196,20 @@ class SnapshotFile:
 
     def close(self) -> dict:
         self.writer.close()
-        digest = hashlib.sha256()
-        with open(self.tmp, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        self.sink.stream.close()
         self.tmp.rename(self.path)
-        return self._entry(str(self.path), digest.hexdigest())
+        return self._entry(str(self.path), self.sink.digest.hexdigest())
 
     def _entry(self, path: str, sha256: str) -> dict:
         return {"path": path, "kind": self.kind, "offset": self.offset,
                 "profiles": self.profiles, "rows": self.rows, "sha256": sha256}
 
     def abandon(self) -> None:
-        self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.writer.close()
+            self.sink.stream.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 class SharedSnapshotFile(SnapshotFile):
