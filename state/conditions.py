@@ -285,6 +285,18 @@ class Comparison:
         return ops <= {"gte", "gt"} or ops <= {"lt", "lte"}
 
     @cached_property
+    def flip_offsets(self) -> tuple[int, ...]:
+        """For a duration (`since.*`): the values at which the comparison can change, in
+        order. A duration d an operator compares with is passed at d (where eq, lt and gte
+        change) or at d + 1 (eq, lte, gt); state.time_changes adds them to a time."""
+        offsets = set()
+        for check in self.checks:
+            for d in (check.value if check.op == "in" else (check.value,)):
+                if type(d) in (int, float):
+                    offsets.update((int(d), int(d) + 1))
+        return tuple(sorted(offsets))
+
+    @cached_property
     def accepts(self) -> Callable[[object], bool]:
         """Whether a value the reference reads passes every operator (state.time_changes
         asks this of values the reference will read later)."""

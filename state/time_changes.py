@@ -21,19 +21,24 @@ def next_change(profile: dict, timed_segments, now: int) -> int | None:
     """The first moment after `now` at which one of `timed_segments` ((segment, its timed
     comparisons), DefinitionSet.timed_segments) would be judged otherwise than the profile's
     memberships, which were judged at `now`; None if no such moment comes."""
-    members = frozenset(profile["segments"])
+    members = None
     best = None
+    # Called after every event: the comparisons' flips are found without a call per level.
     for segment, comparisons in timed_segments:
         points: set | list = ()
         for comparison in comparisons:
-            found = flips(comparison, profile, now)
+            ref = comparison.ref
+            found = (_since_flips(comparison, ref, profile, now) if ref.__class__ is Since
+                     else _window_flips(comparison, ref, profile, now))
             if found:
                 points = found if not points else {*points, *found}
         if not points:
             continue
+        if members is None:
+            members = frozenset(profile["segments"])
         inside = segment.id in members
         test = segment.condition.test
-        for t in sorted(points):
+        for t in (points if len(points) == 1 else sorted(points)):
             if best is not None and t >= best:
                 break
             if test(EvalContext(profile=profile, event=None, now=t, segments=members)) != inside:
@@ -65,19 +70,12 @@ def _since_flips(comparison: Comparison, ref: Since, profile: dict, now: int) ->
         then = profile.get("last_time", {}).get(ref.event)
     if then is None:
         return []
-    # The value, t - then, passes a duration d an operator compares it with at t = then + d
-    # (where eq, lt and gte change) or at then + d + 1 (eq, lte, gt).
-    points = set()
-    for check in comparison.checks:
-        values = check.value if check.op == "in" else (check.value,)
-        for d in values:
-            if type(d) in (int, float):
-                points.update((then + int(d), then + int(d) + 1))
     accepts = comparison.accepts
     current = accepts(now - then)
     out = []
-    for t in sorted(points):
-        if t > now and accepts(t - then) != current:
+    for offset in comparison.flip_offsets:
+        t = then + offset
+        if t > now and accepts(offset) != current:
             current = not current
             out.append(t)
     return out
@@ -87,6 +85,12 @@ def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -
     """A count within a window, as state.conditions.Count reads it: buckets with index in
     [(t - within) // size, t // size]. Bucket i enters at t = i * size and leaves at
     t = (i + 1) * size + within."""
+    accepts = comparison.accepts
+    # Every bucket is counted in the profile's all-time `counts` too, so a window's count lies
+    # between 0 and that total whatever the time: a one-sided threshold that holds alike at
+    # both ends holds alike all the way (most profiles: too few events to ever reach it).
+    if comparison.one_sided and accepts(0) == accepts(_all_time(profile, ref)):
+        return []
     size, within = ref.bucket_size, ref.within
     table = profile.get("hourly" if size == HOUR else "daily", {})
     names = table.values() if ref.event is None else (table.get(ref.event) or {},)
@@ -104,7 +108,6 @@ def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -
             live.append((i, n))
     if not live:
         return []
-    accepts = comparison.accepts
     current = accepts(value)
     # With nothing ahead the count only falls, to 0; a one-sided threshold (gte/gt, or lt/lte)
     # that holds alike now and at 0 holds alike all the way down: no flip (the usual case).
@@ -124,3 +127,9 @@ def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -
             out.append(t)
     return out
 
+
+
+def _all_time(profile: dict, ref: Count) -> int:
+    """The events a count could ever read in a window: all the profile recorded of them."""
+    counts = profile.get("counts", {})
+    return sum(counts.values()) if ref.event is None else counts.get(ref.event, 0)
