@@ -8,6 +8,7 @@ the total is process CPU time. Merges' hand-overs are applied too (as the second
 
     python -m bench.domain                          # 30,000 events, 20,000 profiles
     python -m bench.domain --events 100000 --profiles 70000
+    python -m bench.domain --rules                  # with issue 20's sending rules (RULES)
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import argparse
 import time
 from collections import defaultdict, deque
 
-from bench.pipeline import DEFINITIONS, build_workload, describe_workload
+from bench.pipeline import DEFINITIONS, RULES, build_workload, describe_workload
 from cjo.settings import Settings
 from state.definitions import load_definitions
 from state.events import IDENTIFY, canonical_id
@@ -23,10 +24,10 @@ from state.processing import step
 from topology.machinery.wire import WorkerWire
 
 
-def run(events: int, profiles: int) -> dict:
+def run(events: int, profiles: int, rules: bool = False) -> dict:
     settings = Settings.from_env().with_(app_id="bench")
     wire = WorkerWire(settings)
-    defs = load_definitions(DEFINITIONS)
+    defs = load_definitions(DEFINITIONS + RULES if rules else DEFINITIONS)
     log = build_workload(events, profiles)
     print(describe_workload(log), flush=True)
     encoded = [(key, wire.codecs["events"].encode(event)) for key, event in log]
@@ -98,8 +99,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--profiles", type=int, default=20_000)
+    parser.add_argument("--rules", action="store_true",
+                        help="add issue 20's sending rules (bench.pipeline.RULES)")
     args = parser.parse_args(argv)
-    result = run(args.events, args.profiles)
+    result = run(args.events, args.profiles, args.rules)
     n = result["events"]
     print(f"{n:,} events, {result['profiles']:,} profiles stored")
     print(f"process CPU: {result['cpu'] * 1e6 / n:,.1f} µs per event")

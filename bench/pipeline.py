@@ -336,6 +336,23 @@ journeys:
           - {id: buying_end, kind: end}
 """
 
+# Issue 20's sending rules, for `--rules`: the profile's time zone (the workload's `tz`
+# attribute), caps on every destination the definitions send to, tight enough to suppress some,
+# and quiet hours over the workload's hours on most profiles' clocks (its events run from 00:00
+# UTC, 09:00 in Tokyo) that drop web and push activations (held ones would wait for a clock
+# that the benchmark keeps stopped).
+RULES = """
+time_zone: {attribute: tz, default: Asia/Tokyo}
+caps:
+  email: {max: 1, per: 1d}
+  push: {max: 1, per: 7d}
+  web: {max: 2, per: 1d}
+quiet_hours:
+  web: {from: "12:00", to: "13:00", then: drop}
+  push: {from: "12:00", to: "14:00", then: drop}
+"""
+
+
 SHARD_PROFILES = 1000  # profiles per Workload: its generator costs O(events x population)
 WAVE_SHARDS = 10  # shards active at the same time: a hot set of ~10,000 profiles
 SESSION = 4  # events per visit (channel and round) when the counts allow it
@@ -864,10 +881,12 @@ def bench(args, settings: Settings, workers: list) -> int:
     n = args.events
     w = n if args.worker_events is None else min(args.worker_events, n)
     topics.ensure_topics(settings)
-    load_definitions(DEFINITIONS)  # a bad definition stops here, with its place
-    applied = asyncio.run(apply_definitions(settings, DEFINITIONS))
+    definitions = DEFINITIONS + RULES if args.rules else DEFINITIONS
+    load_definitions(definitions)  # a bad definition stops here, with its place
+    applied = asyncio.run(apply_definitions(settings, definitions))
     say(f"Applied {len(applied)} definitions (20 segments, 3 deliveries, 5 journeys of 4 "
-        "stages)")
+        "stages" + ("; a time zone, caps on 3 destinations, quiet hours on 2)" if args.rules
+                    else ")"))
 
     extra = max(20_000, n // 3)  # for the two latency phases and the restore probes
     t0 = time.monotonic()
@@ -1063,6 +1082,9 @@ def main(argv=None) -> int:
                              "second phase runs at half of it")
     parser.add_argument("--quarter-seconds", type=float, default=10.0,
                         help="how long events are sent at a quarter of our rate (default 10)")
+    parser.add_argument("--rules", action="store_true",
+                        help="add issue 20's sending rules to the definitions (RULES: a time "
+                             "zone, frequency caps, quiet hours)")
     parser.add_argument("--json", action="store_true",
                         help="print the figures as one JSON object, on the last line")
     parser.add_argument("--restore", action="store_true",
