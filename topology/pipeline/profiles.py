@@ -33,6 +33,12 @@ MAX_DIRTY = 2000
 # Seconds a changed profile stays cached before the agent writes it (a visit's events come
 # within seconds; the commit interval is longer).
 WRITE_AFTER = 0.5
+# Seconds between two writes of such profiles by the agent: they go together (one RocksDB
+# write batch per partition, one record batch per changelog partition, one acknowledgement to
+# note), not one by one. At a moderate flow a batch holds an input or two, and a write after
+# every batch wrote each profile alone: at 300 events/s that write was 6.5% of the worker's
+# samples holding the GIL (py-spy), 1.5% with this.
+WRITE_EVERY = 0.25
 
 
 def register(topology) -> None:
@@ -105,9 +111,11 @@ def register(topology) -> None:
     counters = stats.counters
 
     order = InputOrder(app)  # we write this topic, without transactions: no gaps at all
+    aged_written = 0.0  # monotonic time the agent last wrote the profiles changed long ago
 
     @app.batches.agent(inputs, ready=definitions.ready)
     async def apply_inputs(tp, records) -> None:
+        nonlocal aged_written
         await order.check(tp, records)
         partition = tp.partition
         committed = committed_offset(app, tp)
@@ -175,7 +183,10 @@ def register(topology) -> None:
             wakeups.commit(outgoing)
             # Profiles changed first a while ago are written as the agent goes, so that a
             # commit has few left to write (a pause for every input in the last interval).
-            write_profiles(outgoing, older_than=time.monotonic() - WRITE_AFTER)
+            now = time.monotonic()
+            if now - aged_written >= WRITE_EVERY:
+                write_profiles(outgoing, older_than=now - WRITE_AFTER)
+                aged_written = now
             if cache.dirty > cache.max_dirty:  # memory: written now, not at the commit
                 write_profiles(outgoing)
         except Exception as exc:  # the store refused the write: nothing of the batch counts
