@@ -109,6 +109,8 @@ def test_each_view_answers_what_the_stream_made_to_whom_may_ask(settings, worker
     states = table(settings, "profiles", "profile")
     member = get_json(settings, f"/profiles/{MEMBER}")
     assert member["counts"] == states[MEMBER]["counts"] and member["counts"]["view"] == 3
+    assert (member["duplicates"], member["merge_crossings"]) == \
+        (states[MEMBER]["duplicates"], states[MEMBER]["merge_crossings"])
     pid, state = next((p, s) for p, s in sorted(states.items()) if "onboarding" in s["journeys"])
     shown = get_json(settings, f"/profiles/{pid}")["journeys"][0]
     journey = state["journeys"]["onboarding"]

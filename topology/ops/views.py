@@ -32,8 +32,11 @@ from topology.pipeline.definitions import apply_definitions
 
 log = logging.getLogger(__name__)
 # Profile fields an operator reads; the rest is the agent's bookkeeping (positions, outbox...).
+# `duplicates` (re-sent events dropped) and `merge_crossings` (events applied across a merge)
+# are the per-profile counts behind /stats/'s duplicate_events and merge_crossings.
 PROFILE_FIELDS = ("profile_id", "first_seen", "last_seen", "counts", "last_time", "last",
-                  "aggregates", "request", "segments", "deliveries", "limited")
+                  "aggregates", "request", "segments", "deliveries", "limited", "duplicates",
+                  "merge_crossings")
 
 
 def profile_view(profile: dict) -> dict:
