@@ -23,7 +23,8 @@ def next_change(profile: dict, timed_segments, now: int) -> int | None:
     memberships, which were judged at `now`; None if no such moment comes."""
     members = None
     best = None
-    # Called after every event: the comparisons' flips are found without a call per level.
+    # Called after every event: each comparison's flips (a `since.*` or a windowed count, the
+    # only timed references: is_timed) are found without a call per level.
     for segment, comparisons in timed_segments:
         points: set | list = ()
         for comparison in comparisons:
@@ -45,17 +46,6 @@ def next_change(profile: dict, timed_segments, now: int) -> int | None:
                 best = t
                 break
     return best
-
-
-def flips(comparison: Comparison, profile: dict, now: int) -> list[int]:
-    """The moments after `now`, in order, at which the comparison's value changes, the
-    profile's history staying as it is."""
-    ref = comparison.ref
-    if ref.__class__ is Since:
-        return _since_flips(comparison, ref, profile, now)
-    if ref.__class__ is Count and ref.within is not None:
-        return _window_flips(comparison, ref, profile, now)
-    return []
 
 
 def is_timed(comparison: Comparison) -> bool:
@@ -126,7 +116,6 @@ def _window_flips(comparison: Comparison, ref: Count, profile: dict, now: int) -
             current = not current
             out.append(t)
     return out
-
 
 
 def _all_time(profile: dict, ref: Count) -> int:

@@ -17,7 +17,7 @@ from state.definitions import load_definitions
 from state.durations import DAY, HOUR, MINUTE
 from state.judging import judge_segments
 from state.processing import step, waits
-from state.profile import new_profile, record_event
+from state.profile import Limits, fold_visitor, new_profile, record_event
 from state.time_changes import SEGMENTS_WAKEUP, next_change
 from tests.unit.test_processing import WIRE, event_input, loads
 
@@ -199,3 +199,23 @@ def test_random_histories_leave_no_change_unscheduled():
                               DEFS, WIRE)
             offset += 1
             assert not _differs(profile, DEFS, t)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(histories, histories, st.integers(min_value=1, max_value=3))
+def test_a_window_never_holds_more_than_the_profile_counted(mine, theirs, names):
+    """next_change skips a windowed count whose all-time total (`counts`) cannot cross its
+    threshold: that is exact only if every bucket is counted in `counts` too, after events
+    refused by the name limit and after merges alike."""
+    limits = Limits(max_event_names=names)
+    member, visitor = new_profile("m1"), new_profile("v1")
+    for profile, history in ((member, mine), (visitor, theirs)):
+        t = T0
+        for n, (name, gap) in enumerate(history):
+            t += gap
+            record_event(profile, _event(name, t, n), limits)
+    fold_visitor(member, visitor, limits)
+    for profile in (member, visitor):
+        for table in ("hourly", "daily"):
+            for name, buckets in profile[table].items():
+                assert sum(buckets.values()) <= profile["counts"].get(name, 0), (table, name)
