@@ -75,6 +75,8 @@ class FakeKafka:
             cluster=SimpleNamespace(partitions_for_topic=lambda t: set(range(partitions))))
         self.room = room
         self.batches = []  # (topic, partition, records, future)
+        # aiokafka keeps one batch per partition queued; a second waits for it to be sent
+        self._message_accumulator = SimpleNamespace(_batches={})
 
     def create_batch(self):
         return FakeBuilder(self.room)
@@ -151,6 +153,42 @@ def test_a_submitted_batch_the_broker_refuses_stops_the_worker(monkeypatch):
     _, stopped = submitted([outgoing], monkeypatch,
                            outcome=lambda f: f.set_exception(TimeoutError("expired")))
     assert stopped == ["a record was not delivered: TimeoutError('expired')"]
+
+
+def test_a_partition_whose_batch_must_wait_holds_back_no_other_partition(monkeypatch):
+    """aiokafka lets a partition's batch join its queue only once the one before it was sent;
+    the round queues every other partition meanwhile, and the waiting one after."""
+    from aiokafka.structs import TopicPartition
+
+    kafka = FakeKafka(partitions=2)
+    kafka._message_accumulator._batches[TopicPartition("t", 0)] = ["a batch not sent yet"]
+    sent = asyncio.Event()
+    send_batch = kafka.send_batch
+
+    async def draining_send_batch(builder, topic, *, partition):
+        if partition == 0:
+            await sent.wait()
+        return await send_batch(builder, topic, partition=partition)
+
+    kafka.send_batch = draining_send_batch
+    sender = Sender(SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: kafka)), {})
+    outgoing = sending.Outgoing()
+    outgoing.add("t", b"to-0", b"a", partition=0)
+    outgoing.add("t", b"to-1", b"b", partition=1)
+    outgoing.add("t", b"to-0", b"c", partition=0)
+
+    async def scenario():
+        await sender.submit(outgoing)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        before = [(p, [v for _, v in r]) for _, p, r, _ in kafka.batches]
+        sent.set()
+        await asyncio.wait_for(sender.flush(), 1)
+        return before, [(p, [v for _, v in r]) for _, p, r, _ in kafka.batches]
+
+    before, after = asyncio.run(scenario())
+    assert before == [(1, [b"b"])]
+    assert after == [(1, [b"b"]), (0, [b"a", b"c"])]
 
 
 def test_agents_are_held_back_while_too_many_bytes_wait_for_the_producer(monkeypatch):

@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Callable
 
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import TopicPartition
 
 from topology.machinery.faust_fixes import stop_worker
 
@@ -148,19 +149,40 @@ class Sender:
                     # The producer's own partitioner: murmur2 of the key, any without one
                     partition = randrange(n) if key is None else key_hash(key) % n
                 by_tp.setdefault((name, partition), []).append((key, value))
-        await asyncio.gather(*(self._send_partition(producer, tp, records, on_sent.get(tp[0]))
-                               for tp, records in by_tp.items()))
+        # A partition whose batch can join the producer's queue at once is queued here; only
+        # those that must wait (a batch of theirs still queued, or more than one batch's
+        # worth) get a task of their own. A task per partition cost about as much as the
+        # rest of the round: at a moderate flow most rounds carry a record or two for each
+        # of dozens of partitions.
+        queued = producer._message_accumulator._batches  # aiokafka: tp -> batches not sent
+        waiting = []
+        for tp, records in by_tp.items():
+            builders = self._build(producer, records)
+            if len(builders) == 1 and not queued.get(TopicPartition(*tp)):
+                await self._queue_batch(producer, tp, *builders[0], on_sent.get(tp[0]))
+            else:
+                waiting.append(self._queue_batches(producer, tp, builders, on_sent.get(tp[0])))
+        if waiting:
+            await asyncio.gather(*waiting)
 
-    async def _send_partition(self, producer, tp: tuple[str, int], records: list,
-                              on_sent) -> None:
+    @staticmethod
+    def _build(producer, records: list) -> list[tuple[object, int]]:
+        """Record batches (builder, records in it) holding `records` in order."""
         builder, count = producer.create_batch(), 0
+        built = [(builder, 0)]
         for key, value in records:
             if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-                await self._queue_batch(producer, tp, builder, count, on_sent)  # full
+                built[-1] = (builder, count)  # full
                 builder, count = producer.create_batch(), 0
                 builder.append(timestamp=None, key=key, value=value, headers=[])
+                built.append((builder, 0))
             count += 1
-        await self._queue_batch(producer, tp, builder, count, on_sent)
+        built[-1] = (builder, count)
+        return built
+
+    async def _queue_batches(self, producer, tp, builders: list, on_sent) -> None:
+        for builder, count in builders:
+            await self._queue_batch(producer, tp, builder, count, on_sent)
 
     async def _queue_batch(self, producer, tp, builder, count: int, on_sent) -> None:
         builder.close()
