@@ -9,6 +9,13 @@ the total is process CPU time. Merges' hand-overs are applied too (as the second
     python -m bench.domain                          # 30,000 events, 20,000 profiles
     python -m bench.domain --events 100000 --profiles 70000
     python -m bench.domain --rules                  # with issue 20's sending rules (RULES)
+    python -m bench.domain --paced 3,3              # bulk against 3 events, then 3 ms idle
+
+`--paced B,MS` runs the same events twice in bulk and twice in batches of B with MS of sleep
+after each (alternated, each from empty state) and prints the CPU per event of both: the same
+work, only spread out, as a worker gets it at a moderate flow. Whatever the paced runs cost
+more is not our code's per-batch work (there is none here) but the machine's: caches and
+branch predictors gone cold while the process slept, and whatever ran meanwhile.
 """
 from __future__ import annotations
 
@@ -24,7 +31,10 @@ from state.processing import step
 from topology.machinery.wire import WorkerWire
 
 
-def run(events: int, profiles: int, rules: bool = False) -> dict:
+def run(events: int, profiles: int, rules: bool = False, batch: int = 0,
+        pause: float = 0.0) -> dict:
+    """The workload through the agents' code; with `batch`, a sleep of `pause` seconds after
+    every `batch` events (process CPU time does not count it)."""
     settings = Settings.from_env().with_(app_id="bench")
     wire = WorkerWire(settings)
     defs = load_definitions(DEFINITIONS + RULES if rules else DEFINITIONS)
@@ -48,6 +58,8 @@ def run(events: int, profiles: int, rules: bool = False) -> dict:
         phases["identity: encode input"] += t2 - t1
         while inputs:
             apply(inputs.popleft(), store, wire, defs, offsets, phases, inputs)
+        if batch and (n + 1) % batch == 0:
+            time.sleep(pause)
     cpu = time.process_time() - cpu0
     return {"events": len(encoded), "cpu": cpu, "phases": dict(phases), "profiles": len(store)}
 
@@ -101,13 +113,32 @@ def main(argv=None) -> int:
     parser.add_argument("--profiles", type=int, default=20_000)
     parser.add_argument("--rules", action="store_true",
                         help="add issue 20's sending rules (bench.pipeline.RULES)")
+    parser.add_argument("--paced", metavar="B,MS",
+                        help="compare bulk with batches of B events and MS ms of sleep after each")
     args = parser.parse_args(argv)
+    if args.paced:
+        return paced(args, *args.paced.split(","))
     result = run(args.events, args.profiles, args.rules)
     n = result["events"]
     print(f"{n:,} events, {result['profiles']:,} profiles stored")
     print(f"process CPU: {result['cpu'] * 1e6 / n:,.1f} µs per event")
     for name, seconds in result["phases"].items():
         print(f"  {name:28s} {seconds * 1e6 / n:8.1f} µs per event")
+    return 0
+
+
+def paced(args, batch: str, ms: str) -> int:
+    batch_n, pause = int(batch), float(ms) / 1000
+    cpu: dict[str, list[float]] = {"bulk": [], "paced": []}
+    for _ in range(2):
+        for label, b, p in (("bulk", 0, 0.0), ("paced", batch_n, pause)):
+            result = run(args.events, args.profiles, args.rules, b, p)
+            cpu[label].append(result["cpu"] * 1e6 / result["events"])
+    bulk, spread = min(cpu["bulk"]), min(cpu["paced"])
+    print(f"process CPU per event, bulk:  {' / '.join(f'{c:.1f}' for c in cpu['bulk'])} µs")
+    print(f"  {batch_n} events, then {ms} ms idle: "
+          f"{' / '.join(f'{c:.1f}' for c in cpu['paced'])} µs")
+    print(f"paced / bulk (minimum of each): {spread / bulk:.2f}")
     return 0
 
 
