@@ -171,6 +171,7 @@ def create_app(settings: Settings, generation: str | None = None) -> Topology:
         logging_config=logging_config(settings.log_level),
         autodiscover=False,
     )
+    app.fetch_max_wait_ms = settings.fetch_wait_ms
     declared = {
         # Every topic carries bytes: agents decode where a bad record can go to the dead
         # letters, and outputs are encoded once (the outbox keeps the same bytes).

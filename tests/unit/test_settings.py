@@ -25,7 +25,9 @@ def test_variables_override_defaults():
 
 
 def test_settings_survive_the_trip_to_a_child_process():
-    s = Settings.from_env({"CJO_APP_ID": "x", "CJO_PARTITIONS": "3", "CJO_DATA_DIR": "/d"})
+    s = Settings.from_env({"CJO_APP_ID": "x", "CJO_PARTITIONS": "3", "CJO_DATA_DIR": "/d",
+                           "CJO_FETCH_WAIT_MS": "5"})
+    assert s.fetch_wait_ms == 5
     assert Settings.from_env(s.to_env()) == s
 
 
