@@ -19,7 +19,8 @@
   again at the committed offset.
 - Faust has the broker hold a fetch for up to 1.5 s (`FETCH_MAX_WAIT_MS` below says why that
   stalls a two-hop worker); `App` makes it 20 ms, and has the broker answer sooner only once
-  16 KiB are there (`FETCH_MIN_BYTES`).
+  16 KiB are there (`FETCH_MIN_BYTES`); after a second without records, fetches wait longer
+  and end at the first record (topology.machinery.fetch_pacing).
 - Faust counts an offset commit that the broker refused (after `UnknownMemberIdError`, the
   group rebalanced) as done, and commits a partition again only when its offset moves: the
   broker never gets it, and lag and "caught up" stay wrong until new input comes. `App` takes a
@@ -45,6 +46,7 @@ from aiokafka.errors import IllegalStateError
 from functools import cached_property
 
 from topology.machinery.batches import BatchDelivery
+from topology.machinery.fetch_pacing import FetchPacing
 from topology.machinery.membership import MembershipLease
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,8 @@ log = logging.getLogger(__name__)
 # one fetch in flight per broker, for the partitions with nothing buffered at the time: a fetch
 # for quiet partitions then keeps the busy ones (events, and the profile inputs the identity
 # step is making of them) from being fetched again until it returns. Two hops in one consumer
-# made that a stall of up to 1.5 s every few seconds; 20 ms bounds it, at the cost of ~50 empty
-# fetches a second when the worker is idle. The default of `CJO_FETCH_WAIT_MS` (cjo.settings):
+# made that a stall of up to 1.5 s every few seconds; 20 ms bounds it (an idle worker's fetches
+# wait longer: topology.machinery.fetch_pacing). The default of `CJO_FETCH_WAIT_MS` (cjo.settings):
 # a shorter wait lowers latency at a moderate flow and costs CPU, about 1 ms per fetch (aiokafka
 # encodes and decodes every assigned partition of every fetch in Python).
 FETCH_MAX_WAIT_MS = 20
@@ -72,6 +74,7 @@ FETCH_MIN_BYTES = 16 * 1024
 class App(faust.App):
     sender = None  # topology.machinery.sending.Sender, set by create_app
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # create_app sets it from the settings
+    fetch_pacing = None  # topology.machinery.fetch_pacing.FetchPacing, once the consumer runs
     @cached_property
     def before_flush(self) -> list:
         """Coroutines run whenever Faust flushes the producer (before each commit, and before
@@ -145,8 +148,9 @@ class App(faust.App):
             start = kafka.start
 
             async def start_and_watch() -> None:
-                await start()  # makes the group coordinator; it joins once subscribed
+                await start()  # makes the group coordinator and the fetcher
                 membership.watch_coordinator(kafka._coordinator)
+                self.fetch_pacing = FetchPacing(kafka._fetcher).install()
 
             kafka.start = start_and_watch
             return kafka

@@ -134,6 +134,7 @@ def register(topology) -> None:
                           "definitions": definitions.versions,
                           "commits": _commit_state(app),
                           "membership": app.membership.as_dict(),
+                          "fetch": app.fetch_pacing.as_dict() if app.fetch_pacing else None,
                           "rocksdb_memory": topology.rocksdb_memory.usage(),
                           "native_memory": topology.native_memory.usage()})
 
