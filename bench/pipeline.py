@@ -40,6 +40,9 @@ data in a temporary directory and stopped at the end, also on errors. Steps:
             acknowledgement time, and the worker's CPU per paced event: from the first send
             until it applied the last input (its /stats/ sampled), as for the bulk figure;
             and until it is caught up (its offsets committed, up to a commit interval later).
+  idle      the same worker, caught up, with nothing to read for `--idle-seconds` (after 3 s
+            to settle): its CPU over that time, as a share of a core (fetches of an idle
+            worker: topology.machinery.fetch_pacing).
   restore   (--restore) the worker is stopped, its RocksDB directory deleted and the worker
             started again: the time until its /ready probe answers (tables recovered) gives
             records/s over the records of the profiles changelog (the aliases and wake-ups
@@ -61,7 +64,7 @@ With `--json` the last line printed is one JSON object (`summary`): `ratio` (the
 per event over the worker's: the worker's events/s per core over the raw loop's),
 `worker_us_per_event`, `raw_us_per_event`, `events_per_s`, `records_per_event`, `peak_rss_mb`,
 and per latency phase (`half`, `quarter`) `rate_*`, `p50_ms_*_rate`, `p99_ms_*_rate`,
-`paced_us_per_event_*_rate` and a few more.
+`paced_us_per_event_*_rate` and a few more, and `idle_cpu_percent`.
 """
 from __future__ import annotations
 
@@ -936,24 +939,44 @@ def bench(args, settings: Settings, workers: list) -> int:
         say(f"(c) latency: {len(paced):,} events at {rate:,.0f}/s ({label} {asked}) to the "
             "caught-up worker …")
         latency[label] = measure_latency(settings, worker, paced, rate)
+    idle = None
+    if args.idle_seconds > 0:
+        say(f"(d) idle: the caught-up worker with nothing to read for {args.idle_seconds:g}s …")
+        idle = measure_idle(worker, args.idle_seconds)
     worker.stop()
 
     restore = None
     if args.restore:
-        say("(d) restore: restart with the RocksDB directory intact, then without it …")
+        say("(e) restore: restart with the RocksDB directory intact, then without it …")
         restore = measure_restore(settings, start_worker, log[n + half_n + quarter_n:][:2])
 
-    report(base, ours, latency, restore, as_json=args.json)
+    report(base, ours, latency, restore, as_json=args.json, idle=idle)
     return 0
 
 
+IDLE_SETTLE_S = 3.0  # after the last paced event: its commit, and a second without records
+
+
+def measure_idle(worker: WorkerProcess, seconds: float) -> float:
+    """The worker's CPU over `seconds` with nothing to read, as a share of one core."""
+    time.sleep(IDLE_SETTLE_S)
+    cpu0, t0 = worker.cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return (worker.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+
+
 def report(base: dict, ours: dict, latency: dict, restore: dict | None,
-           as_json: bool = False) -> None:
+           as_json: bool = False, idle: float | None = None) -> None:
     """The table and notes; with `as_json`, then the figures as one JSON object on the last
     line."""
     print_report(base, ours, latency, restore)
+    if idle is not None:
+        say(f"Idle: the caught-up worker with nothing to read used {idle:.1%} of a core.")
     if as_json:
-        say(json.dumps(summary(base, ours, latency, restore)))
+        figures = summary(base, ours, latency, restore)
+        if idle is not None:
+            figures["idle_cpu_percent"] = round(100 * idle, 2)
+        say(json.dumps(figures))
 
 
 def paced_counts(available: int, half_rate: float, half_seconds: float, quarter_rate: float,
@@ -1082,6 +1105,9 @@ def main(argv=None) -> int:
                              "second phase runs at half of it")
     parser.add_argument("--quarter-seconds", type=float, default=10.0,
                         help="how long events are sent at a quarter of our rate (default 10)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="how long the caught-up worker's CPU is measured with nothing to "
+                             "read (default 10; 0: not measured)")
     parser.add_argument("--rules", action="store_true",
                         help="add issue 20's sending rules to the definitions (RULES: a time "
                              "zone, frequency caps, quiet hours)")

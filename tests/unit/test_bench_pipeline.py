@@ -51,6 +51,15 @@ def test_with_json_the_last_line_printed_is_the_summary(capsys):
     assert json.loads(lines[-1]) == pipeline.summary(base, ours, latency)
 
 
+def test_the_idle_workers_cpu_is_printed_and_in_the_summary(capsys):
+    base, ours, latency = figures()
+    pipeline.report(base, ours, latency, None, as_json=True, idle=0.0163)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "Idle: the caught-up worker with nothing to read used 1.6% of a core." in lines
+    assert json.loads(lines[-1]) == {**pipeline.summary(base, ours, latency),
+                                     "idle_cpu_percent": 1.63}
+
+
 def test_without_json_only_the_table_is_printed(capsys):
     base, ours, latency = figures()
     pipeline.report(base, ours, latency, None)
