@@ -224,17 +224,21 @@ def test_agents_are_held_back_while_too_many_bytes_wait_for_the_producer(monkeyp
 
 
 def test_keys_go_to_the_partition_the_producers_partitioner_picks():
-    """The cached hash puts every key where aiokafka's (and Java's) default partitioner does."""
-    from aiokafka.partitioner import DefaultPartitioner
+    """The compiled hash puts every key where aiokafka's (and Java's) default partitioner does:
+    keys of every length modulo 4 (murmur2's tail), empty, and any bytes."""
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner, murmur2
 
     from topology.machinery.sending import key_hash
 
+    rng = random.Random(18)
+    keys = [f"u{i:05d}".encode() for i in range(500)] + [b""] + [
+        bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64))) for _ in range(2000)]
     partitions = list(range(8))
-    for i in range(500):
-        key = f"u{i:05d}".encode()
-        expected = DefaultPartitioner()(key, partitions, partitions)
-        assert key_hash(key) % 8 == expected
-        assert key_hash(key) % 8 == expected  # cached: the same answer
+    for key in keys:
+        assert key_hash(key) == murmur2(key) & 0x7FFFFFFF
+        assert key_hash(key) % 8 == DefaultPartitioner()(key, partitions, partitions)
 
 
 def test_a_flush_waits_for_what_was_submitted_before_it_not_for_an_empty_queue(monkeypatch):

