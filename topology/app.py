@@ -186,6 +186,8 @@ def create_app(settings: Settings, generation: str | None = None) -> Topology:
     }
     stats = WorkerStats()
     sender = app.sender = Sender(app, {name: settings.topic(name) for name in declared})
+    # Our own records of a batch agent's topic go to it once acknowledged (no fetch waited for).
+    sender.hand_off, sender.hand_off_topics = app.batches.hand_off, app.batches.agents
     wire = WorkerWire(settings, on_output=stats.count_output, generation=generation)
     topology = Topology(
         app=app, settings=settings, topics=declared, wire=wire, stats=stats,

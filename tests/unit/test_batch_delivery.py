@@ -5,6 +5,7 @@ again from their committed offsets by Faust's own seek, so they are not rewound 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 
 from faust.types import TP
@@ -121,3 +122,135 @@ def test_a_changelog_paused_after_its_records_were_fetched_is_read_again_from_th
     run(batches._deliver(consumer, {CHANGELOG: records(CHANGELOG, 0, 36)}, active, 3))
     assert consumer.delivered == []
     assert consumer.seeks == [(CHANGELOG, 0)]
+
+
+# Our own records without a fetch: records the worker's sender had acknowledged on a batch
+# agent's topic are applied at once when they are the next ones of their partition, at their
+# offsets; otherwise (a gap, a stop, a new generation) the fetch brings them as before. Either
+# way each offset is applied once, in order.
+
+def with_agent(generation: int = 3):
+    batches, consumer = delivery(generation), FakeConsumer()
+    consumer._acked = defaultdict(list)  # as Faust's: an ack list per partition it commits
+    batches.consumer = consumer
+    applied: list[tuple] = []
+
+    async def agent(tp, chunk) -> None:
+        applied.extend((r.offset, r.value, r.timestamp) for r in chunk)
+
+    batches.agents[INPUTS.topic] = agent
+    return batches, consumer, applied
+
+
+def fetched(tp, first: int, n: int) -> list:
+    return [SimpleNamespace(offset=o, value=b"v%d" % o, timestamp=1)
+            for o in range(first, first + n)]
+
+
+def acked(first: int, n: int) -> tuple[list, list]:
+    return [(b"k", b"v%d" % o) for o in range(first, first + n)], [7] * n
+
+
+async def settle(batches) -> None:
+    while batches._handing is not None and not batches._handing.done():
+        await asyncio.sleep(0)
+
+
+def test_acknowledged_records_that_come_next_are_applied_at_once_and_their_fetched_copies_dropped():
+    batches, consumer, applied = with_agent()
+
+    async def scenario():
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 3)}, None, 3)
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 3, *acked(3, 2))
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 5, *acked(5, 1))  # behind the first
+        await settle(batches)
+        # The fetch brings the same records, and one more written by someone else.
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 3, 4)}, None, 3)
+
+    run(scenario())
+    assert [o for o, _, _ in applied] == [0, 1, 2, 3, 4, 5, 6]
+    assert applied[3] == (3, b"v3", 7)  # the acknowledged record, with its timestamp
+    assert batches.done[INPUTS] == 7 and consumer._read_offset[INPUTS] == 6
+    assert batches.hand_offs == 2
+
+
+def test_records_acknowledged_after_a_gap_wait_for_the_fetch():
+    batches, consumer, applied = with_agent()
+
+    async def scenario():
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 3)}, None, 3)
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 4, *acked(4, 2))  # 3: another writer's
+        await settle(batches)
+        assert [o for o, _, _ in applied] == [0, 1, 2]
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 3, 3)}, None, 3)
+
+    run(scenario())
+    assert [o for o, _, _ in applied] == [0, 1, 2, 3, 4, 5]
+    assert batches.hand_offs == 0
+
+
+def test_a_fetched_batch_that_came_first_is_not_applied_again_from_the_hand_off():
+    batches, consumer, applied = with_agent()
+
+    async def scenario():
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 3)}, None, 3)
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 3, *acked(3, 2))
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 3, 2)}, None, 3)
+        await settle(batches)
+        # After the fetch went past them, the next acknowledged batch is handed off again.
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 5, *acked(5, 1))
+        await settle(batches)
+
+    run(scenario())
+    assert [o for o, _, _ in applied] == [0, 1, 2, 3, 4, 5]
+    assert batches.hand_offs == 1
+
+
+def test_nothing_is_handed_off_before_a_fetched_batch_or_across_a_stop_or_a_rebalance():
+    batches, consumer, applied = with_agent()
+
+    async def scenario():
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 0, *acked(0, 2))  # nothing applied yet
+        await settle(batches)
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 1)}, None, 3)
+        consumer.flow_active = False  # a seek or a rebalance began
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 1, *acked(1, 1))
+        await settle(batches)
+        consumer.flow_active = True
+        batches.app.consumer_generation_id = 4
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 1, *acked(1, 1))
+        batches.app.consumer_generation_id = 5  # acknowledged in 4, applied in 5: no
+        await settle(batches)
+        batches._forget(None, {INPUTS})  # revoked: nothing is the next record any more
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 1, *acked(1, 1))
+        await settle(batches)
+
+    run(scenario())
+    assert [o for o, _, _ in applied] == [0]
+    assert batches.hand_offs == 0
+
+
+def test_records_of_topics_without_a_batch_agent_are_not_handed_off():
+    batches, consumer, applied = with_agent()
+    batches.done[CHANGELOG] = 0
+    batches.hand_off(CHANGELOG.topic, CHANGELOG.partition, 0, *acked(0, 1))
+    assert not batches.handed and applied == []
+
+
+def test_a_handed_off_batch_that_fails_stops_the_worker():
+    batches, consumer, applied = with_agent()
+    failures = []
+    batches.on_failure = lambda reason, exc: failures.append(reason)
+
+    async def failing(tp, chunk) -> None:
+        raise RuntimeError("store refused")
+
+    async def scenario():
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 1)}, None, 3)
+        batches.agents[INPUTS.topic] = failing
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 1, *acked(1, 1))
+        await settle(batches)
+
+    run(scenario())
+    assert failures == ["a handed-off batch failed: RuntimeError('store refused')"]
+    assert batches.done[INPUTS] == 1  # not counted as applied: nothing more is committed

@@ -58,7 +58,7 @@ class FakeBuilder:
         if self.closed or (self.records and len(self.records) >= self.room):
             return None
         self.records.append((key, value))
-        return object()
+        return SimpleNamespace(timestamp=1000 + len(self.records))  # as aiokafka's metadata
 
     def close(self) -> None:
         self.closed = True
@@ -278,3 +278,38 @@ def test_a_flush_waits_for_what_was_submitted_before_it_not_for_an_empty_queue(m
 def test_a_flush_with_everything_handed_over_returns_at_once():
     sender = Sender(SimpleNamespace(producer=None), {})
     asyncio.run(asyncio.wait_for(sender.flush(), 1))
+
+
+def test_acknowledged_batches_of_a_batch_agents_topic_are_handed_to_it_with_their_offsets(
+        monkeypatch):
+    """The worker's own profile inputs go to its profile agent once acknowledged (see
+    topology.machinery.batches, "Our own records without a fetch"): each record batch with the
+    offset it was written at, its records in order and their timestamps; other topics' not."""
+    monkeypatch.setattr(sending, "stop_worker", lambda reason, exc=None: None)
+    kafka = FakeKafka(partitions=1, room=2)
+    sender = Sender(SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: kafka)),
+                    {"profile-inputs": "app.profile-inputs"})
+    handed = []
+    sender.hand_off = lambda *batch: handed.append(batch)
+    sender.hand_off_topics = {"app.profile-inputs"}
+    outgoing = sending.Outgoing()
+    for i in range(3):
+        outgoing.add("profile-inputs", b"u1", b"input%d" % i)
+    outgoing.add("segment-changes", b"u1", b"change")
+
+    async def scenario():
+        await sender.submit(outgoing)
+        await sender.flush()
+        inputs = [b for b in kafka.batches if b[0] == "app.profile-inputs"]
+        for n, (*_, future) in enumerate(inputs):
+            future.set_result(SimpleNamespace(offset=40 + 2 * n))
+        for topic, *_, future in kafka.batches:
+            if topic != "app.profile-inputs":
+                future.set_result(SimpleNamespace(offset=0))
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert handed == [
+        ("app.profile-inputs", 0, 40, [(b"u1", b"input0"), (b"u1", b"input1")], [1001, 1002]),
+        ("app.profile-inputs", 0, 42, [(b"u1", b"input2")], [1001]),
+    ]

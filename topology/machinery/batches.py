@@ -23,6 +23,15 @@ views. What this module adds to keep its promises with batches:
   under way, and no batch starts once the flow is stopped.
 - **Offsets in order.** Records older than the partition's read position (a fetch that crossed a
   seek) are dropped as Faust drops them.
+- **Our own records without a fetch.** When the worker's sender has a batch of records of a
+  batch agent's topic acknowledged (the identity step's profile inputs, on the partition of the
+  same number) and they are the next records the agent is to apply there (acknowledged at
+  the offset after the last one it applied), the agent applies them at once
+  (`hand_off`), as the fetched copies, at their offsets: the log and its order are the same,
+  only the second hop no longer waits for a fetch (at a moderate flow the consumer's next
+  fetch was already waiting at the broker when they arrived, for up to the fetch wait). Any
+  other writer's record before them (a wake-up, an audience, another worker) makes a gap, and
+  they come through the fetch as before. Their fetched copies are dropped.
 - **No changelog record skipped.** Records fetched but not delivered because the flow stopped
   are read again: batch topics from their committed offsets (Faust's seek), table changelogs
   from the first record not delivered (`_rewind`). Faust seeks back only the partitions that
@@ -34,10 +43,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import monotonic
 from typing import Awaitable, Callable
 
 from aiokafka.errors import IllegalStateError
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +62,38 @@ MAX_BATCH = 500
 # each let the sender start a round for every third batch (bench.pipeline's paced phases), a
 # round for every eight or nine once yields wait for 5 ms of work.
 YIELD_AFTER = 0.005
+# Records of our own waiting to be applied without a fetch, at most: past it the worker is
+# behind (the identity step runs ahead of the profile agent while it catches up), and the
+# fetch brings them, in larger batches, without holding their bytes twice.
+MAX_HANDED = 1000
 
 BatchAgent = Callable[[object, list], Awaitable[None]]  # (tp, aiokafka ConsumerRecords)
 
 
 class BatchDelivery:
-    def __init__(self, app) -> None:
+    def __init__(self, app, on_failure: Callable[[str, BaseException], None] | None = None
+                 ) -> None:
         self.app = app
+        # What a failed batch of a hand-off does (the fetch loop's failures stop Faust's
+        # fetcher, and with it the worker): the worker stops without committing.
+        self.on_failure = on_failure
         self.agents: dict[str, BatchAgent] = {}  # Kafka topic name -> agent
         self.ready: dict[str, asyncio.Event] = {}  # Kafka topic name -> what its agent awaits
         self.done: dict = {}  # tp -> offset after the last record of its last applied batch
         self.idle = asyncio.Event()
         self.idle.set()
+        # One batch at a time, fetched or handed off: per partition in offset order.
+        self.busy = asyncio.Lock()
+        self.consumer = None
+        # Records of our own, acknowledged, waiting to be applied: (tp, base offset, records,
+        # timestamps, consumer generation); per tp, the offset after the last one waiting.
+        self.handed: deque = deque()
+        self.handed_records = 0  # in `handed`
+        self.handed_next: dict = {}
+        self.handed_upto: dict = {}  # tp -> offset after the last record applied from a hand-off
+        self.hand_offs = 0  # batches applied so, for /stats/
+        self.yielded = monotonic()  # when the agents last let the rest of the worker run
+        self._handing: asyncio.Task | None = None
         app.on_partitions_revoked.connect(self._forget)
 
     def agent(self, topic, ready: asyncio.Event | None = None
@@ -80,6 +112,8 @@ class BatchDelivery:
     def _forget(self, sender, revoked, **kwargs) -> None:
         for tp in revoked:
             self.done.pop(tp, None)
+            self.handed_next.pop(tp, None)
+            self.handed_upto.pop(tp, None)
 
     def install(self, consumer) -> None:
         """Called with the consumer Faust makes (topology.machinery.faust_fixes.App)."""
@@ -98,6 +132,7 @@ class BatchDelivery:
 
         consumer._new_offset = committable
         consumer.wait_empty = wait_for_agents
+        self.consumer = consumer
         consumer._drain_messages = lambda fetcher: self.drain(consumer, fetcher)
 
     async def drain(self, consumer, fetcher) -> None:
@@ -130,7 +165,6 @@ class BatchDelivery:
         read_offset = consumer._read_offset
         buffered = consumer._buffered_partitions
         monitor = self.app.monitor
-        yielded = monotonic()
         left = dict(records)  # what is not delivered yet
         for tp, batch in records.items():
             if not consumer.flow_active or self.app.consumer_generation_id != generation:
@@ -149,6 +183,11 @@ class BatchDelivery:
                 batch = [r for r in batch if r.offset >= since]
                 if not batch:
                     continue
+            upto = self.handed_upto.get(tp)
+            if upto is not None and batch[0].offset < upto:  # applied from a hand-off
+                batch = [r for r in batch if r.offset >= upto]
+                if not batch:
+                    continue  # without waiting for the hand-offs under way
             agent = self.agents.get(tp.topic)
             if agent is None:
                 rest = await self._one_by_one(consumer, tp, batch)
@@ -160,10 +199,26 @@ class BatchDelivery:
                 await ready.wait()  # not under way yet: a rebalance need not wait for this
                 if not consumer.flow_active or self.app.consumer_generation_id != generation:
                     return
+            await self._apply(consumer, tp, agent, batch, generation)
+
+    async def _apply(self, consumer, tp, agent, batch: list, generation: int,
+                     handed: bool = False) -> bool:
+        """Give `batch` (tp's records in offset order) to its agent, MAX_BATCH at a time, and
+        note each part as done. A handed-off batch is given only if it is still the next one
+        (False if not)."""
+        read_offset = consumer._read_offset
+        async with self.busy:
+            upto = self.handed_upto.get(tp)
+            if handed:
+                if self.done.get(tp) != batch[0].offset:  # a fetched batch came first
+                    return False
+            elif upto is not None and batch[0].offset < upto:  # applied meanwhile
+                batch = [r for r in batch if r.offset >= upto]
+                if not batch:
+                    return True
             for start in range(0, len(batch), MAX_BATCH):
-                if start and (not consumer.flow_active
-                              or self.app.consumer_generation_id != generation):
-                    return
+                if not consumer.flow_active or self.app.consumer_generation_id != generation:
+                    return False
                 chunk = batch[start:start + MAX_BATCH]
                 self.idle.clear()
                 try:
@@ -173,9 +228,66 @@ class BatchDelivery:
                 self.done[tp] = chunk[-1].offset + 1
                 consumer._acked[tp]  # Faust commits the partitions it has an ack list for
                 read_offset[tp] = chunk[-1].offset
-                if monotonic() - yielded >= YIELD_AFTER:
+                if handed:  # their fetched copies are dropped
+                    self.handed_upto[tp] = self.done[tp]
+                if monotonic() - self.yielded >= YIELD_AFTER:
                     await asyncio.sleep(0)  # timers, web views and commits run between batches
-                    yielded = monotonic()
+                    self.yielded = monotonic()
+            return True
+
+    def hand_off(self, topic: str, partition: int, base: int, records: list,
+                 timestamps: list) -> None:
+        """The sender had `records` ((key, value) pairs) acknowledged on `topic`[`partition`]
+        from offset `base` on: if they are the next ones its batch agent is to apply, queue
+        them for it. Called by the sender for every acknowledged batch."""
+        if topic not in self.agents:
+            return
+        tp = TP(topic, partition)
+        done = self.done.get(tp)
+        expected = self.handed_next.get(tp)
+        if expected is None or (done is not None and done > expected):
+            expected = done  # none waiting (or the fetch went past them)
+        if expected != base or self.handed_records + len(records) > MAX_HANDED:
+            # not applied up to there yet (or not ours at all), or the worker is behind: the
+            # fetch brings them
+            self.handed_next.pop(tp, None)
+            return
+        self.handed_next[tp] = base + len(records)
+        self.handed_records += len(records)
+        self.handed.append((tp, base, records, timestamps, self.app.consumer_generation_id))
+        if self._handing is None or self._handing.done():
+            self._handing = asyncio.ensure_future(self._apply_handed())
+
+    async def _apply_handed(self) -> None:
+        try:
+            await self._apply_handed_batches()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if self.on_failure is None:
+                raise
+            self.on_failure(f"a handed-off batch failed: {exc!r}", exc)
+
+    async def _apply_handed_batches(self) -> None:
+        consumer = self.consumer
+        while self.handed:
+            tp, base, records, timestamps, generation = self.handed.popleft()
+            self.handed_records -= len(records)
+            ready = self.ready.get(tp.topic)
+            if (consumer is None or not consumer.flow_active or self.done.get(tp) != base
+                    or self.app.consumer_generation_id != generation
+                    or (ready is not None and not ready.is_set())):
+                self.handed_next.pop(tp, None)  # the fetch brings them, and what follows
+                continue
+            batch = [ConsumerRecord(tp.topic, tp.partition, base + i, stamp, 0, key, value,
+                                    None, len(key) if key else -1,
+                                    len(value) if value else -1, [])
+                     for i, ((key, value), stamp) in enumerate(zip(records, timestamps))]
+            if await self._apply(consumer, tp, self.agents[tp.topic], batch, generation,
+                                 handed=True):
+                self.hand_offs += 1
+            else:
+                self.handed_next.pop(tp, None)
 
     async def _one_by_one(self, consumer, tp, batch: list) -> list:
         """Faust's own path (its conductor), for records of topics without a batch agent: table

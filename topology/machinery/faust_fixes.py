@@ -89,7 +89,7 @@ class App(faust.App):
     @cached_property
     def batches(self) -> BatchDelivery:
         """The batch agents (topology.machinery.batches), fed by the consumer's fetch loop."""
-        return BatchDelivery(self)
+        return BatchDelivery(self, on_failure=stop_worker)
 
     def _new_producer(self):
         producer = super()._new_producer()

@@ -23,7 +23,7 @@ import asyncio
 from random import randrange
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Container
 
 from aiokafka.structs import TopicPartition
 from murmurhash2 import murmurhash2
@@ -72,6 +72,11 @@ class Sender:
         self.flushes: list[tuple[int, asyncio.Future]] = []  # (submitted, waiting flush)
         self.pending_bytes = 0  # submitted, not yet handed to the producer
         self.task: asyncio.Task | None = None
+        # Told of every acknowledged record batch of the topics in `hand_off_topics` (Kafka
+        # names): (topic, partition, base offset, [(key, value)], [timestamp ms]). The batch
+        # agents (topology.machinery.batches) apply their own topic's records without a fetch.
+        self.hand_off: Callable[[str, int, int, list, list], None] | None = None
+        self.hand_off_topics: Container[str] = ()
 
     def kafka_topic(self, topic: str) -> str:
         return self.topic_names.get(topic, topic)
@@ -159,41 +164,50 @@ class Sender:
         queued = producer._message_accumulator._batches  # aiokafka: tp -> batches not sent
         waiting = []
         for tp, records in by_tp.items():
-            builders = self._build(producer, records)
-            if len(builders) == 1 and not queued.get(TopicPartition(*tp)):
-                await self._queue_batch(producer, tp, *builders[0], on_sent.get(tp[0]))
+            built = self._build(producer, records, tp[0] in self.hand_off_topics)
+            if len(built) == 1 and not queued.get(TopicPartition(*tp)):
+                await self._queue_batch(producer, tp, built[0], on_sent.get(tp[0]))
             else:
-                waiting.append(self._queue_batches(producer, tp, builders, on_sent.get(tp[0])))
+                waiting.append(self._queue_batches(producer, tp, built, on_sent.get(tp[0])))
         if waiting:
             await asyncio.gather(*waiting)
 
     @staticmethod
-    def _build(producer, records: list) -> list[tuple[object, int]]:
-        """Record batches (builder, records in it) holding `records` in order."""
-        builder, count = producer.create_batch(), 0
-        built = [(builder, 0)]
-        for key, value in records:
-            if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-                built[-1] = (builder, count)  # full
-                builder, count = producer.create_batch(), 0
-                builder.append(timestamp=None, key=key, value=value, headers=[])
-                built.append((builder, 0))
-            count += 1
-        built[-1] = (builder, count)
+    def _build(producer, records: list, stamped: bool) -> list[tuple]:
+        """Record batches holding `records` in order: (builder, its records, their timestamps
+        if `stamped`, else None)."""
+        built, start = [], 0
+        builder, stamps = producer.create_batch(), [] if stamped else None
+        for i, (key, value) in enumerate(records):
+            appended = builder.append(timestamp=None, key=key, value=value, headers=[])
+            if appended is None:  # full
+                built.append((builder, records[start:i], stamps))
+                builder, stamps, start = producer.create_batch(), [] if stamped else None, i
+                appended = builder.append(timestamp=None, key=key, value=value, headers=[])
+            if stamped:
+                stamps.append(appended.timestamp)
+        built.append((builder, records[start:], stamps))
         return built
 
-    async def _queue_batches(self, producer, tp, builders: list, on_sent) -> None:
-        for builder, count in builders:
-            await self._queue_batch(producer, tp, builder, count, on_sent)
+    async def _queue_batches(self, producer, tp, built: list, on_sent) -> None:
+        for batch in built:
+            await self._queue_batch(producer, tp, batch, on_sent)
 
-    async def _queue_batch(self, producer, tp, builder, count: int, on_sent) -> None:
+    async def _queue_batch(self, producer, tp, batch: tuple, on_sent) -> None:
+        builder, records, stamps = batch
         builder.close()
         sent = await producer.send_batch(builder, tp[0], partition=tp[1])
+        hand_off = self.hand_off if stamps is not None else None
 
         def delivered(future) -> None:
             self._delivered(future)
-            if on_sent is not None and not future.cancelled() and future.exception() is None:
-                on_sent(tp[0], tp[1], future.result().offset + count - 1)
+            if future.cancelled() or future.exception() is not None:
+                return
+            base = future.result().offset
+            if on_sent is not None:
+                on_sent(tp[0], tp[1], base + len(records) - 1)
+            if hand_off is not None:
+                hand_off(tp[0], tp[1], base, records, stamps)
 
         sent.add_done_callback(delivered)
 

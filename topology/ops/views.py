@@ -135,6 +135,8 @@ def register(topology) -> None:
                           "commits": _commit_state(app),
                           "membership": app.membership.as_dict(),
                           "fetch": app.fetch_pacing.as_dict() if app.fetch_pacing else None,
+                          # batches of our own profile inputs applied without a fetch
+                          "hand_offs": app.batches.hand_offs,
                           "rocksdb_memory": topology.rocksdb_memory.usage(),
                           "native_memory": topology.native_memory.usage()})
 

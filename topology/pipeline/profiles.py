@@ -4,7 +4,10 @@ deliveries, and sends what came of it. The rules are in state.processing; this m
 moves bytes.
 
 It is a batch agent (topology.machinery.batches): it gets a partition's fetched records at once and
-submits everything the batch made at its end. The profiles it changes stay decoded in a
+submits everything the batch made at its end. The inputs this worker wrote itself (the identity
+step's, merges' hand-overs) come as soon as the broker has acknowledged them, when nothing else
+was written to the partition before them: the same records at the same offsets, in the same
+order, without waiting for the next fetch. The profiles it changes stay decoded in a
 write-back cache (topology.machinery.table_cache) and are written once per flush (one RocksDB write
 batch, one changelog record per profile): before each commit, before a timer reads the table,
 or when `MAX_DIRTY` wait. The due-time index is written at the end of each batch. Nothing
