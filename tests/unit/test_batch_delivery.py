@@ -254,3 +254,18 @@ def test_a_handed_off_batch_that_fails_stops_the_worker():
     run(scenario())
     assert failures == ["a handed-off batch failed: RuntimeError('store refused')"]
     assert batches.done[INPUTS] == 1  # not counted as applied: nothing more is committed
+
+
+def test_nothing_is_handed_off_while_the_fetch_is_ahead_of_the_agent():
+    """The last fetch saw records from the acknowledged offset on: the worker is behind (a
+    catch-up), and those records come with the fetch, in larger batches."""
+    batches, consumer, applied = with_agent()
+    consumer.highwater = lambda tp: 40
+
+    async def scenario():
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 3)}, None, 3)
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 3, *acked(3, 2))
+        await settle(batches)
+
+    run(scenario())
+    assert [o for o, _, _ in applied] == [0, 1, 2] and batches.hand_offs == 0

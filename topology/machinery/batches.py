@@ -247,9 +247,11 @@ class BatchDelivery:
         expected = self.handed_next.get(tp)
         if expected is None or (done is not None and done > expected):
             expected = done  # none waiting (or the fetch went past them)
-        if expected != base or self.handed_records + len(records) > MAX_HANDED:
-            # not applied up to there yet (or not ours at all), or the worker is behind: the
-            # fetch brings them
+        if (expected != base or self.handed_records + len(records) > MAX_HANDED
+                or self._fetched_past(tp, base)):
+            # not applied up to there yet (or not ours at all), or the worker is behind (the
+            # last fetch saw records from there on; or many wait already): the fetch brings
+            # them, in larger batches
             self.handed_next.pop(tp, None)
             return
         self.handed_next[tp] = base + len(records)
@@ -257,6 +259,13 @@ class BatchDelivery:
         self.handed.append((tp, base, records, timestamps, self.app.consumer_generation_id))
         if self._handing is None or self._handing.done():
             self._handing = asyncio.ensure_future(self._apply_handed())
+
+    def _fetched_past(self, tp, offset: int) -> bool:
+        """Whether the consumer's last fetch of `tp` saw records at `offset` or later."""
+        try:
+            return (self.consumer.highwater(tp) or 0) > offset
+        except Exception:  # not assigned any more (aiokafka asserts it): not ours to apply
+            return True
 
     async def _apply_handed(self) -> None:
         try:
