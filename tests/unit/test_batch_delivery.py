@@ -269,3 +269,30 @@ def test_nothing_is_handed_off_while_the_fetch_is_ahead_of_the_agent():
 
     run(scenario())
     assert [o for o, _, _ in applied] == [0, 1, 2] and batches.hand_offs == 0
+
+
+def test_nothing_is_handed_off_during_a_catch_up():
+    """The last fetch left more than MAX_HANDED records of a partition in the log (here the
+    events topic's): the worker is catching up, and the agents get the fetch's larger batches;
+    once a fetch leaves little behind, hand-offs resume."""
+    from topology.machinery.batches import MAX_HANDED
+
+    batches, consumer, applied = with_agent()
+    events = TP("app.events", 1)
+    batches.agents[events.topic] = lambda tp, chunk: asyncio.sleep(0)
+    ends = {events: 10 + MAX_HANDED + 1, INPUTS: 3}
+    consumer.highwater = lambda tp: ends[tp]
+
+    async def scenario():
+        await batches._deliver(consumer, {INPUTS: fetched(INPUTS, 0, 3),
+                                          events: fetched(events, 0, 10)}, None, 3)
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 3, *acked(3, 2))
+        await settle(batches)
+        assert batches.hand_offs == 0
+        ends[events] = 20
+        await batches._deliver(consumer, {events: fetched(events, 10, 10)}, None, 3)
+        batches.hand_off(INPUTS.topic, INPUTS.partition, 3, *acked(3, 2))
+        await settle(batches)
+
+    run(scenario())
+    assert [o for o, _, _ in applied] == [0, 1, 2, 3, 4] and batches.hand_offs == 1

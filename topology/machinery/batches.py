@@ -92,6 +92,7 @@ class BatchDelivery:
         self.handed_next: dict = {}
         self.handed_upto: dict = {}  # tp -> offset after the last record applied from a hand-off
         self.hand_offs = 0  # batches applied so, for /stats/
+        self.behind = False  # the last fetch left records in the log: no hand-offs
         self.yielded = monotonic()  # when the agents last let the rest of the worker run
         self._handing: asyncio.Task | None = None
         app.on_partitions_revoked.connect(self._forget)
@@ -166,6 +167,7 @@ class BatchDelivery:
         buffered = consumer._buffered_partitions
         monitor = self.app.monitor
         left = dict(records)  # what is not delivered yet
+        behind = False
         for tp, batch in records.items():
             if not consumer.flow_active or self.app.consumer_generation_id != generation:
                 # the flow stopped (a seek, or a rebalance began): the rest is read again
@@ -177,7 +179,10 @@ class BatchDelivery:
                 # while it restores the active ones, then seeks and resumes them)
                 await self._rewind(consumer, {tp: batch}, generation)
                 continue
-            monitor.track_tp_end_offset(tp, consumer.highwater(tp))
+            highwater = consumer.highwater(tp)
+            monitor.track_tp_end_offset(tp, highwater)
+            if highwater is not None and highwater - batch[-1].offset > MAX_HANDED:
+                behind = self.behind = True  # more waits in the log than this fetch brought
             since = read_offset.get(tp)
             if since is not None and batch[0].offset < since:
                 batch = [r for r in batch if r.offset >= since]
@@ -200,6 +205,8 @@ class BatchDelivery:
                 if not consumer.flow_active or self.app.consumer_generation_id != generation:
                     return
             await self._apply(consumer, tp, agent, batch, generation)
+        # A catch-up: hand-offs would cut the agents' batches small (topology.machinery.batches)
+        self.behind = behind
 
     async def _apply(self, consumer, tp, agent, batch: list, generation: int,
                      handed: bool = False) -> bool:
@@ -247,11 +254,12 @@ class BatchDelivery:
         expected = self.handed_next.get(tp)
         if expected is None or (done is not None and done > expected):
             expected = done  # none waiting (or the fetch went past them)
-        if (expected != base or self.handed_records + len(records) > MAX_HANDED
-                or self._fetched_past(tp, base)):
-            # not applied up to there yet (or not ours at all), or the worker is behind (the
-            # last fetch saw records from there on; or many wait already): the fetch brings
-            # them, in larger batches
+        if (expected != base or self.behind or self._fetched_past(tp, base)
+                or self.handed_records + len(records) > MAX_HANDED):
+            # not applied up to there yet (or not ours at all), or the worker is behind (a
+            # catch-up: its last fetch left records in the log, or saw records of this
+            # partition from there on, or many wait already): the fetch brings them, in
+            # larger batches
             self.handed_next.pop(tp, None)
             return
         self.handed_next[tp] = base + len(records)
