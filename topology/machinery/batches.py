@@ -188,11 +188,9 @@ class BatchDelivery:
                 batch = [r for r in batch if r.offset >= since]
                 if not batch:
                     continue
-            upto = self.handed_upto.get(tp)
-            if upto is not None and batch[0].offset < upto:  # applied from a hand-off
-                batch = [r for r in batch if r.offset >= upto]
-                if not batch:
-                    continue  # without waiting for the hand-offs under way
+            batch = self._not_handed(tp, batch)
+            if not batch:
+                continue  # without waiting for the hand-offs under way
             agent = self.agents.get(tp.topic)
             if agent is None:
                 rest = await self._one_by_one(consumer, tp, batch)
@@ -215,14 +213,9 @@ class BatchDelivery:
         (False if not)."""
         read_offset = consumer._read_offset
         async with self.busy:
-            upto = self.handed_upto.get(tp)
-            if handed:
-                if self.done.get(tp) != batch[0].offset:  # a fetched batch came first
-                    return False
-            elif upto is not None and batch[0].offset < upto:  # applied meanwhile
-                batch = [r for r in batch if r.offset >= upto]
-                if not batch:
-                    return True
+            if handed and self.done.get(tp) != batch[0].offset:  # a fetched batch came first
+                return False
+            batch = self._not_handed(tp, batch)  # applied from a hand-off meanwhile
             for start in range(0, len(batch), MAX_BATCH):
                 if not consumer.flow_active or self.app.consumer_generation_id != generation:
                     return False
@@ -241,6 +234,13 @@ class BatchDelivery:
                     await asyncio.sleep(0)  # timers, web views and commits run between batches
                     self.yielded = monotonic()
             return True
+
+    def _not_handed(self, tp, batch: list) -> list:
+        """`batch` without the records a hand-off applied (their fetched copies)."""
+        upto = self.handed_upto.get(tp)
+        if upto is None or batch[0].offset >= upto:
+            return batch
+        return [r for r in batch if r.offset >= upto]
 
     def hand_off(self, topic: str, partition: int, base: int, records: list,
                  timestamps: list) -> None:
@@ -291,11 +291,11 @@ class BatchDelivery:
             tp, base, records, timestamps, generation = self.handed.popleft()
             self.handed_records -= len(records)
             ready = self.ready.get(tp.topic)
-            if (consumer is None or not consumer.flow_active or self.done.get(tp) != base
-                    or self.app.consumer_generation_id != generation
-                    or (ready is not None and not ready.is_set())):
+            if consumer is None or (ready is not None and not ready.is_set()):
                 self.handed_next.pop(tp, None)  # the fetch brings them, and what follows
                 continue
+            # `_apply` checks the rest: still the next records, the flow on, the generation
+            # they were acknowledged in
             batch = [ConsumerRecord(tp.topic, tp.partition, base + i, stamp, 0, key, value,
                                     None, len(key) if key else -1,
                                     len(value) if value else -1, [])
